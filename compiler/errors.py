@@ -1,0 +1,97 @@
+"""Every error bertc raises on purpose, in one flat module named by cause.
+
+Each class carries the exit code the CLI returns for it, so a script can tell a bad input from a
+failed gate without parsing text. Codes are stable: add new ones, never renumber.
+"""
+
+from __future__ import annotations
+
+
+class BertcError(Exception):
+    """Base of all expected failures: the message is one line a user can act on."""
+
+    exit_code: int = 1
+
+
+class UsageError(BertcError):
+    """A flag or combination of flags that cannot work."""
+
+    exit_code = 2
+
+
+class ModelNotFoundError(BertcError):
+    """The hub id is not in the local cache, or the directory does not exist."""
+
+    exit_code = 3
+
+
+class ModelFileError(BertcError):
+    """A checkpoint file is missing, truncated or unreadable."""
+
+    exit_code = 4
+
+
+class UnsupportedModelError(BertcError):
+    """The checkpoint is not a BERT-family model bertc knows how to compile."""
+
+    exit_code = 5
+
+
+class UnsafeCheckpointError(BertcError):
+    """Only pickle weights are present and the user did not opt in to loading them."""
+
+    exit_code = 6
+
+
+class DataError(BertcError):
+    """Task data is missing, empty or malformed."""
+
+    exit_code = 7
+
+
+class DataFileMissingError(DataError):
+    """The expected file of a GLUE split is absent."""
+
+
+class MalformedRowsError(DataError):
+    """Rows of a GLUE file could not be parsed; the message names their line numbers."""
+
+
+class EmptySplitError(DataError):
+    """A split holds no examples."""
+
+
+class ParityError(BertcError):
+    """The exported graph does not reproduce PyTorch within tolerance."""
+
+    exit_code = 8
+
+
+class QuantizationError(BertcError):
+    """The quantizer failed or produced a graph that cannot run."""
+
+    exit_code = 9
+
+
+class TargetBuildError(BertcError):
+    """A runtime's converter or compiler rejected the graph."""
+
+    exit_code = 10
+
+
+class ArtifactError(BertcError):
+    """An artifact directory is missing, incomplete or fails its integrity check."""
+
+    exit_code = 11
+
+
+class GateFailedError(BertcError):
+    """The compiled model lost more accuracy than the gate allows."""
+
+    exit_code = 12
+
+
+class OutputExistsError(BertcError):
+    """The output directory already exists and would be overwritten."""
+
+    exit_code = 13

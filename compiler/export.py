@@ -1,0 +1,144 @@
+"""Export a loaded model to fp32 ONNX and gate it on parity with PyTorch.
+
+The gate runs PyTorch and ONNX Runtime on real sentences over a grid of batch sizes and sequence
+lengths, collects every miss, and fails the build with the numbers: a graph that traced a shape
+as a constant (transformers' mask code warns that it may) must never reach quantization.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from bertc.compiler.errors import ParityError
+from bertc.compiler.loading import LoadedModel
+
+# Opset 17 is the lowest with LayerNormalization as one op, and the ORT mobile converter and
+# OpenVINO both read it.
+DEFAULT_OPSET = 17
+# Optimum's tolerance for BERT (optimum/exporters/onnx/model_configs.py: ATOL_FOR_VALIDATION).
+DEFAULT_PARITY_ATOL = 1e-4
+
+# Real sentences of different lengths: parity on random ids can miss errors that only show on
+# text-like attention patterns.
+PARITY_SENTENCES = (
+    "a gorgeous , witty , seductive movie .",
+    "it 's a charming and often affecting journey .",
+    "unflinchingly bleak and desperate",
+    "the film is strictly routine .",
+    "a sometimes tedious film .",
+    "this is a film well worth seeing , talking and singing heads and all , and it is "
+    "the kind of movie that makes you want to see it again with friends who have not yet "
+    "seen it , because its warmth and its wit are rare in any season .",
+    "ok",
+    "Édith Piaf sang in Paris; 東京 is far away, and the résumé was 3.5 pages long!",
+)
+PARITY_BATCH_SIZES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """How closely the exported graph reproduces PyTorch, over which shapes."""
+
+    max_abs_diff: float
+    tolerance: float
+    shapes_checked: tuple[tuple[int, int], ...]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class OnnxGraph:
+    """An ONNX model on disk and what the next stage needs to know about it."""
+
+    path: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    opset: int
+    parity: ParityResult | None = None
+
+
+def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> OnnxGraph:
+    """Trace the fp32 module to ONNX with dynamic batch and sequence axes.
+
+    Uses the TorchScript exporter (`dynamo=False`): with torch 2.13 the dynamo exporter writes
+    external data that onnxruntime's quantization pre-processing cannot find (FIELD-NOTES).
+    """
+    example = encode(loaded, PARITY_SENTENCES[:2], padding_to=None)
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in loaded.input_names}
+    for name in loaded.output_names:
+        dynamic_axes[name] = {0: "batch", 1: "sequence"} if name == "last_hidden_state" else {0: "batch"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer chatter; the parity gate is the real check
+        torch.onnx.export(
+            loaded.module,
+            tuple(torch.from_numpy(example[name]) for name in loaded.input_names),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=list(loaded.input_names),
+            output_names=list(loaded.output_names),
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+    return OnnxGraph(path, loaded.input_names, loaded.output_names, opset)
+
+
+def encode(loaded: LoadedModel, sentences, padding_to: int | None) -> dict[str, np.ndarray]:
+    """Tokenize to int64 numpy arrays named as the graph's inputs."""
+    encoded = loaded.tokenizer(
+        list(sentences),
+        padding="max_length" if padding_to else True,
+        max_length=padding_to or loaded.max_sequence_length,
+        truncation=True,
+        return_tensors="np",
+    )
+    return {name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names}
+
+
+def parity_batches(loaded: LoadedModel) -> list[dict[str, np.ndarray]]:
+    """Batches at several sizes, padded to their longest sentence and to the maximum length."""
+    batches = []
+    for batch_size in PARITY_BATCH_SIZES:
+        sentences = PARITY_SENTENCES[-batch_size:]
+        batches.append(encode(loaded, sentences, padding_to=None))
+    batches.append(encode(loaded, PARITY_SENTENCES[:3], padding_to=loaded.max_sequence_length))
+    return batches
+
+
+def check_parity(
+    loaded: LoadedModel, graph: OnnxGraph, tolerance: float = DEFAULT_PARITY_ATOL
+) -> OnnxGraph:
+    """Run both frameworks on every parity batch; raise one ParityError naming each miss."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(graph.path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    shapes = []
+    misses = []
+    for batch in parity_batches(loaded):
+        with torch.no_grad():
+            expected = loaded.module(*(torch.from_numpy(batch[name]) for name in graph.input_names))
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        actual = session.run(list(graph.output_names), batch)
+        shape = tuple(batch["input_ids"].shape)
+        shapes.append(shape)
+        for name, reference, value in zip(graph.output_names, expected, actual, strict=True):
+            if reference.shape != value.shape:
+                misses.append(f"{name} at {shape}: shape {tuple(value.shape)} != {tuple(reference.shape)}")
+                continue
+            difference = float(np.max(np.abs(reference.numpy() - value)))
+            worst = max(worst, difference)
+            if not difference <= tolerance:  # also catches NaN
+                misses.append(f"{name} at batch×length {shape}: max |Δ| {difference:.2e}")
+    if misses:
+        raise ParityError(
+            f"ONNX export does not match PyTorch within {tolerance:g}: " + "; ".join(misses)
+        )
+    parity = ParityResult(worst, tolerance, tuple(shapes), True)
+    return OnnxGraph(graph.path, graph.input_names, graph.output_names, graph.opset, parity)

@@ -1,0 +1,307 @@
+"""Load a BERT-family checkpoint (hub id from the local cache, or a directory) into an export-ready module.
+
+The loader refuses, with one clear line, anything it cannot compile faithfully: a non-BERT
+architecture, missing or corrupt files, and pickle-only weights without an explicit opt-in
+(unpickling runs arbitrary code).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertc.compiler.errors import (
+    ModelFileError,
+    ModelNotFoundError,
+    UnsafeCheckpointError,
+)
+from bertc.compiler.families import ModelFamily, detect_family
+from bertc.compiler.hashing import sha256_file
+
+SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+HEAD_CLASSIFIER = "classifier"
+HEAD_REGRESSION = "regression"
+HEAD_ENCODER = "encoder"
+
+DEFAULT_MAX_SEQUENCE_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weights file of the source checkpoint, with its hash for provenance."""
+
+    name: str
+    bytes: int
+    sha256: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the export stage needs: an fp32 eval-mode module and everything the manifest records."""
+
+    source: str
+    directory: Path
+    family: type[ModelFamily]
+    head: str
+    config: dict[str, Any]
+    module: torch.nn.Module
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    tokenizer: Any
+    label_map: dict[int, str] | None
+    weight_files: tuple[WeightFile, ...]
+    max_sequence_length: int
+    notes: tuple[str, ...]
+
+
+class ClassifierForExport(torch.nn.Module):
+    """Returns logits only, so the ONNX graph has exactly one named output."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: D102
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).logits
+
+
+class EncoderForExport(torch.nn.Module):
+    """Returns the last hidden state and a mask-aware mean-pooled sentence embedding.
+
+    Mean pooling over real tokens is what sentence encoders (MiniLM, sentence-transformers) use;
+    the pooler's tanh([CLS]) is a pre-training artefact and is absent from some checkpoints.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: D102
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        summed = (hidden * mask).sum(dim=1)
+        counts = mask.sum(dim=1).clamp(min=1.0)
+        return hidden, summed / counts
+
+
+def resolve_source(source: str) -> Path:
+    """A directory as given, or the local Hugging Face cache snapshot of a hub id (never the network)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelFileError(f"{source} is a file; pass the checkpoint directory that holds it")
+    if not _looks_like_hub_id(source):
+        raise ModelNotFoundError(f"no such model directory: {source}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id=source, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as error:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise ModelNotFoundError(
+            f"{source} is neither a directory nor in the local Hugging Face cache ({HF_HUB_CACHE}); "
+            "download it where there is network or pass a checkpoint directory"
+        ) from error
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    """`org/name` or `name`, without path syntax that only a filesystem path would use."""
+    if source.startswith((".", "/", "~")) or "\\" in source:
+        return False
+    parts = source.split("/")
+    return 1 <= len(parts) <= 2 and all(parts)
+
+
+def read_config(directory: Path) -> dict[str, Any]:
+    """The checkpoint's config.json as a dict; a missing or corrupt file is one clear error."""
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ModelFileError(f"{directory} has no config.json: not a Hugging Face checkpoint")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{config_path} is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{config_path} does not hold a JSON object")
+    return config
+
+
+def find_weight_files(directory: Path, allow_pickle: bool) -> tuple[Path, ...]:
+    """Safetensors first; pickle weights only with an explicit opt-in."""
+    for name in SAFETENSORS_FILES:
+        if (directory / name).is_file():
+            return _expand_index(directory, name)
+    for name in PICKLE_FILES:
+        if (directory / name).is_file():
+            if not allow_pickle:
+                raise UnsafeCheckpointError(
+                    f"{directory} has only pickle weights ({name}), which can run arbitrary code "
+                    "when loaded; convert it to safetensors or pass --allow-pickle if you trust it"
+                )
+            return _expand_index(directory, name)
+    raise ModelFileError(
+        f"{directory} has no weights (expected model.safetensors or, with --allow-pickle, "
+        "pytorch_model.bin)"
+    )
+
+
+def _expand_index(directory: Path, name: str) -> tuple[Path, ...]:
+    """The shard files of a sharded checkpoint, or the single file."""
+    path = directory / name
+    if not name.endswith(".index.json"):
+        return (path,)
+    try:
+        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ModelFileError(f"{path} is not a valid shard index: {error}") from error
+    shards = tuple(directory / shard for shard in sorted(set(weight_map.values())))
+    missing = [shard.name for shard in shards if not shard.is_file()]
+    if missing:
+        raise ModelFileError(f"{directory} lacks weight shards named by {name}: {missing}")
+    return shards
+
+
+def read_tensor_names_and_dtype(weight_file: Path) -> tuple[tuple[str, ...], str]:
+    """The tensor names and the dominant float dtype, opening the file only as far as its header."""
+    if weight_file.suffix != ".safetensors":
+        return (), "unknown (pickle)"
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weight_file), framework="pt") as handle:
+            names = tuple(sorted(handle.keys()))
+            dtypes = sorted({str(handle.get_slice(name).get_dtype()) for name in names})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise ModelFileError(f"{weight_file} is not a readable safetensors file: {error}") from error
+    return names, ",".join(dtypes)
+
+
+def head_kind(config: dict[str, Any]) -> str:
+    """Classifier, regression or bare encoder, from the architectures and problem type."""
+    architectures = config.get("architectures") or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        return HEAD_ENCODER
+    labels = config.get("id2label") or {}
+    if config.get("problem_type") == "regression" or config.get("num_labels", len(labels)) == 1:
+        return HEAD_REGRESSION
+    return HEAD_CLASSIFIER
+
+
+def load_model(
+    source: str,
+    *,
+    allow_pickle: bool = False,
+    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
+) -> LoadedModel:
+    """Resolve, check and load a checkpoint as fp32 (fp16-stored weights are upcast)."""
+    directory = resolve_source(source)
+    config = read_config(directory)
+    weight_paths = find_weight_files(directory, allow_pickle)
+    tensor_names: list[str] = []
+    weight_files = []
+    for path in weight_paths:
+        names, dtype = read_tensor_names_and_dtype(path)
+        tensor_names.extend(names)
+        weight_files.append(WeightFile(path.name, path.stat().st_size, sha256_file(path), dtype))
+    family = detect_family(config, tensor_names)
+    head = head_kind(config)
+    model, load_notes = _instantiate(directory, config, family, head, allow_pickle)
+    tokenizer = load_tokenizer(directory, config)
+    notes = list(family.notes_for(tensor_names)) + load_notes
+    if any("float16" in weight.dtype for weight in weight_files):
+        notes.append("weights are stored as float16; they were upcast and compiled from fp32")
+    wrapper = EncoderForExport(model) if head == HEAD_ENCODER else ClassifierForExport(model)
+    wrapper.eval()
+    outputs = ("last_hidden_state", "sentence_embedding") if head == HEAD_ENCODER else ("logits",)
+    position_limit = int(config.get("max_position_embeddings", max_sequence_length))
+    return LoadedModel(
+        source=source,
+        directory=directory,
+        family=family,
+        head=head,
+        config=model.config.to_dict(),
+        module=wrapper,
+        input_names=("input_ids", "attention_mask", "token_type_ids"),
+        output_names=outputs,
+        tokenizer=tokenizer,
+        label_map=_label_map(config) if head == HEAD_CLASSIFIER else None,
+        weight_files=tuple(weight_files),
+        max_sequence_length=min(max_sequence_length, position_limit),
+        notes=tuple(notes),
+    )
+
+
+def _label_map(config: dict[str, Any]) -> dict[int, str]:
+    return {int(index): str(name) for index, name in sorted((config.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))}
+
+
+def _instantiate(
+    directory: Path, config: dict[str, Any], family: type[ModelFamily], head: str, allow_pickle: bool
+) -> tuple[torch.nn.Module, list[str]]:
+    """Build the transformers module in fp32 with eager attention (plain MatMul/Softmax in ONNX)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    bert_config = BertConfig.from_dict(family.normalise_config(config))
+    bert_config._attn_implementation = "eager"
+    cls = BertModel if head == HEAD_ENCODER else BertForSequenceClassification
+    kwargs: dict[str, Any] = {"config": bert_config, "dtype": torch.float32, "output_loading_info": True}
+    if head == HEAD_ENCODER:
+        kwargs["add_pooling_layer"] = False
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
+    transformers_logger = logging.getLogger("transformers")
+    previous_level = transformers_logger.level
+    transformers_logger.setLevel(logging.ERROR)
+    try:
+        model, info = cls.from_pretrained(str(directory), **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise ModelFileError(f"could not load the weights in {directory}: {_first_line(error)}") from error
+    finally:
+        transformers_logger.setLevel(previous_level)
+    missing = sorted(info.get("missing_keys", []))
+    if missing:
+        raise ModelFileError(
+            f"{directory} lacks {len(missing)} weights the config needs (e.g. {missing[0]}): "
+            "truncated or not a checkpoint of this architecture"
+        )
+    unexpected = sorted(info.get("unexpected_keys", []))
+    notes = []
+    ignored = [name for name in unexpected if not family.is_known_extra(name)]
+    if ignored:
+        notes.append(f"ignored {len(ignored)} weights not used by the model (e.g. {ignored[0]})")
+    return model.eval(), notes
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def load_tokenizer(directory: Path, config: dict[str, Any]) -> Any:
+    """The checkpoint's fast tokenizer; TinyBERT ships only vocab.txt and a config without model_type."""
+    if not any((directory / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelFileError(f"{directory} has no tokenizer files (tokenizer.json or vocab.txt)")
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    try:
+        if config.get("model_type"):
+            return AutoTokenizer.from_pretrained(str(directory))
+        return BertTokenizerFast.from_pretrained(str(directory))
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelFileError(f"could not load the tokenizer in {directory}: {_first_line(error)}") from error

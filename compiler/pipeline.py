@@ -1,0 +1,210 @@
+"""`compile_model`: checkpoint → ONNX (parity-gated) → INT8 → artifact directory, atomically.
+
+Each stage is a function from one plain value to the next (see STYLE.md); this module only
+strings them together, builds the manifest and moves the finished directory into place.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertc.calibration import Example, get_task, load_examples, sample_examples
+from bertc.compiler.errors import OutputExistsError, UsageError
+from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
+from bertc.compiler.hashing import sha256_file
+from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
+from bertc.compiler.manifest import (
+    SCHEMA_VERSION,
+    describe_files,
+    host_description,
+    toolchain_versions,
+    write_manifest,
+)
+from bertc.compiler.quantize import QuantizationMode
+from bertc.targets import BuildRequest, get_target
+
+DEFAULT_CALIBRATION_SAMPLES = 300
+CALIBRATION_SEED = 0
+TOKENIZER_DIR = "tokenizer"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything `bertc compile` takes besides the model and the output directory."""
+
+    target: str
+    task: str | None = None
+    data_dir: Path | None = None
+    quantization: QuantizationMode = QuantizationMode.STATIC
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    parity_tolerance: float = DEFAULT_PARITY_ATOL
+    allow_pickle: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    artifact_dir: Path
+    manifest: Mapping[str, Any]
+
+
+def _silent(stage: str) -> None:
+    del stage
+
+
+def compile_model(source: str, out_dir: Path, options: CompileOptions, progress: Progress = _silent) -> CompileResult:
+    """Build the artifact in a temporary sibling of `out_dir` and rename it into place at the end."""
+    out_dir = Path(out_dir)
+    target = get_target(options.target)
+    if out_dir.exists() and not options.overwrite:
+        raise OutputExistsError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    if options.calibration_samples <= 0:
+        raise UsageError("--calibration-samples must be at least 1")
+    progress("load")
+    loaded = load_model(source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length)
+    task_name = options.task or loaded.config.get("finetuning_task")
+    calibration = _calibration_examples(task_name, options)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        artifact = staging / "artifact"
+        work = staging / "work"
+        artifact.mkdir()
+        work.mkdir()
+        progress("export")
+        graph = export_onnx(loaded, work / "model.fp32.onnx")
+        progress("parity")
+        graph = check_parity(loaded, graph, options.parity_tolerance)
+        progress("quantize")
+        inputs = calibration_inputs(loaded, calibration)
+        build = target.build(graph, BuildRequest(options.quantization, inputs, work), artifact)
+        progress("package")
+        save_tokenizer(loaded, artifact / TOKENIZER_DIR)
+        manifest = build_manifest(loaded, options, task_name, calibration, graph, build, artifact)
+        write_manifest(artifact, manifest)
+        _move_into_place(artifact, out_dir, options.overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return CompileResult(out_dir, manifest)
+
+
+def _calibration_examples(task_name: str | None, options: CompileOptions) -> list[Example]:
+    """Seeded sample of the task's train split; none needed unless quantization is static."""
+    if options.quantization is not QuantizationMode.STATIC:
+        return []
+    if not task_name:
+        raise UsageError(
+            "static INT8 needs calibration sentences: pass --task (e.g. sst2) and --data-dir "
+            "(a glue_data folder), or use --quantization dynamic"
+        )
+    task = get_task(task_name)
+    examples = load_examples(task, "train", options.data_dir)
+    return sample_examples(examples, options.calibration_samples, seed=CALIBRATION_SEED)
+
+
+def calibration_inputs(loaded: LoadedModel, examples: Sequence[Example]) -> list[dict[str, np.ndarray]]:
+    """Each example tokenized alone at its real length, as the deployed model will see it."""
+    inputs = []
+    for example in examples:
+        encoded = loaded.tokenizer(
+            example.text_a,
+            example.text_b,
+            truncation=True,
+            max_length=loaded.max_sequence_length,
+            return_tensors="np",
+        )
+        inputs.append({name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names})
+    return inputs
+
+
+def save_tokenizer(loaded: LoadedModel, directory: Path) -> None:
+    """The checkpoint's tokenizer, told the artifact's maximum length so apps truncate alike."""
+    loaded.tokenizer.model_max_length = loaded.max_sequence_length
+    loaded.tokenizer.save_pretrained(str(directory))
+
+
+def build_manifest(
+    loaded: LoadedModel,
+    options: CompileOptions,
+    task_name: str | None,
+    calibration: Sequence[Example],
+    graph,
+    build,
+    artifact: Path,
+) -> dict[str, Any]:
+    files = describe_files(artifact)
+    model_bytes = sum(files[name]["bytes"] for name in build.model_files)
+    fp32_bytes = graph.path.stat().st_size
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "target": options.target,
+        "toolchain": toolchain_versions(),
+        "host": host_description(),
+        "source": {
+            "id": loaded.source,
+            "path": str(loaded.directory.resolve()),
+            "family": loaded.family.name,
+            "weights": loaded.weight_files,
+        },
+        "model": {
+            "head": loaded.head,
+            "labels": loaded.label_map,
+            "max_sequence_length": loaded.max_sequence_length,
+            "inputs": loaded.input_names,
+            "outputs": loaded.output_names,
+            "sentence_embedding": "mean of last_hidden_state over attention_mask (not normalised)"
+            if "sentence_embedding" in loaded.output_names
+            else None,
+            "tokenizer_dir": TOKENIZER_DIR,
+            "config": loaded.config,
+        },
+        "export": {
+            "exporter": "torch.onnx.export (TorchScript)",
+            "opset": graph.opset,
+            "fp32_onnx_bytes": fp32_bytes,
+            "fp32_onnx_sha256": sha256_file(graph.path),
+        },
+        "parity": graph.parity,
+        "quantization": build.quantization,
+        "calibration": {
+            "task": task_name,
+            "split": "train",
+            "samples": len(calibration),
+            "seed": CALIBRATION_SEED,
+            "data_dir": str(options.data_dir) if options.data_dir else None,
+        }
+        if calibration
+        else None,
+        "runtime": build.runtime,
+        "size": {
+            "model_bytes": model_bytes,
+            "fp32_onnx_bytes": fp32_bytes,
+            "ratio_to_fp32_onnx": round(model_bytes / fp32_bytes, 4),
+        },
+        "files": files,
+        "reproducibility": "same source, options and toolchain versions give identical model files "
+        "(checked by tests/test_compile.py::test_compile_is_deterministic)",
+        "notes": list(loaded.notes) + list(build.notes),
+    }
+
+
+def _move_into_place(artifact: Path, out_dir: Path, overwrite: bool) -> None:
+    """Rename the finished artifact to `out_dir`; an old one is moved aside first, then removed."""
+    if out_dir.exists() and overwrite:
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+        os.replace(artifact, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    os.replace(artifact, out_dir)

@@ -1,0 +1,230 @@
+"""INT8 quantization recipes, written with the runtimes' own quantizers.
+
+ONNX Runtime graphs (the `onnx` and `ort-mobile` targets) use `onnxruntime.quantization`;
+OpenVINO uses `nncf.quantize` (see targets/openvino.py). Both report what they quantized in the
+same `QuantizationSummary`, read back from the graph they wrote rather than from their settings.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from bertc.compiler.errors import QuantizationError
+from bertc.compiler.export import OnnxGraph
+
+
+class QuantizationMode(str, enum.Enum):
+    """What the user asked for with `--quantization`."""
+
+    STATIC = "static"
+    DYNAMIC = "dynamic"
+    NONE = "none"
+
+
+# Why an op type stays fp32 in bertc's BERT-safe recipe; only types present in a graph are reported.
+FP32_REASONS: Mapping[str, str] = {
+    "LayerNormalization": "normalisation statistics need fp32; its input carries BERT's outlier channels",
+    "Softmax": "attention probabilities span orders of magnitude that 8 bits cannot hold",
+    "Erf": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Gelu": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Add": "residual additions carry the outlier channels (Bondarenko et al., 2021)",
+    "Tanh": "the pooler's non-linearity is tiny and runs once per sequence",
+    "Gemm": "the pooler and classifier run once per sequence; fp32 keeps the logits exact",
+    "MatMul": "activation-by-activation products (attention scores and context) have no weight to quantize",
+    "Gather": "position and token-type tables are tiny; only the word-embedding table is quantized",
+    "Div": "attention scaling is one division per score",
+    "Mul": "element-wise scaling is memory-bound; int8 gains nothing",
+}
+# Op types whose int8 form is the point of quantizing (the compute or the bytes).
+WEIGHTED_OP_TYPES = ("MatMul", "Gemm", "Gather", "MatMulInteger", "QLinearMatMul", "FullyConnected")
+
+
+@dataclass(frozen=True)
+class QuantizationSummary:
+    """What ran in INT8 and what stayed fp32 and why, as found in the written graph."""
+
+    mode: str
+    recipe: str
+    tool: str
+    calibration_samples: int
+    int8_ops: Mapping[str, int]
+    fp32_ops: Mapping[str, int]
+    fp32_reasons: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _tool_version(module_name: str) -> str:
+    module = __import__(module_name)
+    return f"{module_name} {module.__version__}"
+
+
+class InputsReader:
+    """Feeds calibration samples to onnxruntime's calibrator one at a time, at their real length."""
+
+    def __init__(self, samples: Sequence[Mapping[str, np.ndarray]]) -> None:
+        self._samples = samples
+        self._iterator: Iterator[Mapping[str, np.ndarray]] = iter(samples)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        sample = next(self._iterator, None)
+        return None if sample is None else dict(sample)
+
+    def rewind(self) -> None:
+        self._iterator = iter(self._samples)
+
+
+def _word_embedding_initializer(model: onnx.ModelProto) -> str | None:
+    """The largest Gather table: the word embeddings, most of a small BERT's bytes."""
+    sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
+    tables = [node.input[0] for node in model.graph.node if node.op_type == "Gather" and node.input[0] in sizes]
+    return max(tables, key=lambda name: sizes[name], default=None)
+
+
+def _nodes_to_exclude(model: onnx.ModelProto) -> list[str]:
+    """Gathers over tables other than the word embeddings (position, token type, shapes)."""
+    word_table = _word_embedding_initializer(model)
+    return sorted(
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Gather" and node.input[0] != word_table
+    )
+
+
+def preprocess_for_quantization(graph: OnnxGraph, path: Path) -> OnnxGraph:
+    """Fold constants and infer shapes so the quantizer sees every MatMul's weights.
+
+    Symbolic shape inference is skipped: with transformers 5's mask code it stops with
+    "Incomplete symbolic shape inference" (onnxruntime 1.32); ONNX shape inference suffices.
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(graph.path), str(path), skip_symbolic_shape=True)
+    return OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
+
+
+def quantize_onnx_runtime(
+    graph: OnnxGraph,
+    path: Path,
+    mode: QuantizationMode,
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]],
+    work_dir: Path,
+) -> tuple[OnnxGraph, QuantizationSummary]:
+    """bertc's BERT-safe recipe with `onnxruntime.quantization`: QDQ, per-channel int8 weights,
+    uint8 activations (the u8s8 kernels are ORT's fast path on x86 and ARM), MatMuls with constant
+    weights and the word-embedding table in INT8, everything listed in FP32_REASONS in fp32."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    prepared = preprocess_for_quantization(graph, work_dir / "prepared.onnx")
+    model = onnx.load(str(prepared.path))
+    exclude = _nodes_to_exclude(model)
+    common: dict[str, Any] = dict(
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Gather"],
+        nodes_to_exclude=exclude,
+    )
+    try:
+        if mode is QuantizationMode.STATIC:
+            if not calibration_inputs:
+                raise QuantizationError("static quantization needs calibration samples")
+            settings = dict(format="QDQ", activation_type="QUInt8", calibrate_method="MinMax")
+            quantize_static(
+                str(prepared.path),
+                str(path),
+                InputsReader(calibration_inputs),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"MatMulConstBOnly": True},
+                **common,
+            )
+        else:
+            settings = dict(format="QOperator (dynamic)", activation_type="QUInt8 at run time")
+            quantize_dynamic(
+                str(prepared.path), str(path), extra_options={"MatMulConstBOnly": True}, **common
+            )
+    except QuantizationError:
+        raise
+    except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
+        raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
+    settings.update(per_channel=True, weight_type="QInt8", excluded_nodes=len(exclude))
+    summary = summarise_onnx(
+        onnx.load(str(path)),
+        mode=mode.value,
+        recipe="bert-safe",
+        tool=_tool_version("onnxruntime"),
+        calibration_samples=len(calibration_inputs) if mode is QuantizationMode.STATIC else 0,
+        settings=settings,
+    )
+    quantized = OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
+    return quantized, summary
+
+
+def summarise_onnx(
+    model: onnx.ModelProto,
+    *,
+    mode: str,
+    recipe: str,
+    tool: str,
+    calibration_samples: int,
+    settings: Mapping[str, Any],
+) -> QuantizationSummary:
+    """Classify each weighted op of a quantized ONNX graph as INT8 or fp32 by its inputs."""
+    int8_ops, fp32_ops = classify_onnx_ops(model)
+    return QuantizationSummary(
+        mode=mode,
+        recipe=recipe,
+        tool=tool,
+        calibration_samples=calibration_samples,
+        int8_ops=int8_ops,
+        fp32_ops=fp32_ops,
+        fp32_reasons={op: FP32_REASONS[op] for op in fp32_ops if op in FP32_REASONS},
+        settings=dict(settings),
+    )
+
+
+def classify_onnx_ops(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]:
+    """Count compute ops reading dequantized or integer inputs (INT8) versus float ones (fp32)."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    int8: Counter[str] = Counter()
+    fp32: Counter[str] = Counter()
+    integer_ops = {"MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv", "DynamicQuantizeMatMul"}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
+            continue
+        reads_int8 = node.op_type in integer_ops or (
+            node.op_type in WEIGHTED_OP_TYPES and _reads_dequantized_weight(node, producers)
+        )
+        if reads_int8:
+            int8[node.op_type] += 1
+        elif node.op_type in FP32_REASONS and _is_float_compute(node):
+            fp32[node.op_type] += 1
+    return dict(sorted(int8.items())), dict(sorted(fp32.items()))
+
+
+def _reads_dequantized_weight(node: onnx.NodeProto, producers: Mapping[str, onnx.NodeProto]) -> bool:
+    """A DequantizeLinear of a constant (an int8 initializer) feeds this node."""
+    for name in node.input:
+        producer = producers.get(name)
+        if producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] not in producers:
+            return True
+    return False
+
+
+def _is_float_compute(node: onnx.NodeProto) -> bool:
+    """Shape-index Gathers and mask arithmetic are not compute worth reporting."""
+    return not (node.op_type == "Gather" and "Shape" in node.input[0])

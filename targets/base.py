@@ -1,0 +1,90 @@
+"""The one interface every runtime target implements, and the registry that names them."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from bertc.compiler.errors import UsageError
+from bertc.compiler.export import OnnxGraph
+from bertc.compiler.quantize import QuantizationMode, QuantizationSummary
+
+# Adding a runtime: one module that registers itself, and one line here.
+TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")
+
+_REGISTRY: dict[str, type[Target]] = {}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What a target needs besides the fp32 graph: the INT8 mode and its calibration inputs."""
+
+    mode: QuantizationMode
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]]
+    work_dir: Path
+
+
+@dataclass(frozen=True)
+class TargetBuild:
+    """The runtime files a target wrote into the artifact, and what it found while writing them."""
+
+    model_files: tuple[str, ...]
+    quantization: QuantizationSummary | None
+    runtime: Mapping[str, Any]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Runner(Protocol):
+    """A loaded artifact that maps named int64 inputs to its outputs, in the manifest's order."""
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]: ...
+
+
+class Target(ABC):
+    """A runtime bertc compiles for: build an artifact from an fp32 graph, and load one back."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
+        """Quantize as requested and write the runtime's model files into `out_dir`."""
+
+    @abstractmethod
+    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> Runner:
+        """Load the artifact with the stock runtime alone."""
+
+
+def register_target(name: str) -> Callable[[type[Target]], type[Target]]:
+    """Class decorator: make a Target available as `--target NAME`."""
+
+    def decorate(cls: type[Target]) -> type[Target]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _import_all() -> None:
+    for module in TARGET_MODULES:
+        importlib.import_module(module)
+
+
+def target_names() -> tuple[str, ...]:
+    _import_all()
+    return tuple(sorted(_REGISTRY))
+
+
+def get_target(name: str) -> Target:
+    """An instance of the named target, or a UsageError listing the known ones."""
+    _import_all()
+    if name not in _REGISTRY:
+        raise UsageError(f"unknown target {name!r}; choose one of: {', '.join(target_names())}")
+    return _REGISTRY[name]()

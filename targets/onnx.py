@@ -1,0 +1,41 @@
+"""`--target onnx`: a plain INT8 ONNX model in standard QDQ form, the portable fallback."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bertc.compiler.export import OnnxGraph
+from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
+from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.targets.ort_session import OrtRunner, onnxruntime_version
+
+MODEL_FILE_NAMES = {
+    QuantizationMode.STATIC: "model.int8-qdq.onnx",
+    QuantizationMode.DYNAMIC: "model.int8-dynamic.onnx",
+    QuantizationMode.NONE: "model.fp32.onnx",
+}
+
+
+def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
+    """The graph quantized as requested (or copied as fp32), and its quantization summary."""
+    if request.mode is QuantizationMode.NONE:
+        shutil.copyfile(graph.path, path)
+        return OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity), None
+    return quantize_onnx_runtime(graph, path, request.mode, request.calibration_inputs, request.work_dir)
+
+
+@register_target("onnx")
+class OnnxTarget(Target):
+    description = "plain ONNX (QDQ INT8) for any ONNX runtime"
+
+    def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
+        name = MODEL_FILE_NAMES[request.mode]
+        _, summary = quantized_onnx(graph, request, out_dir / name)
+        runtime = {"name": "onnxruntime", "version": onnxruntime_version(), "opset": graph.opset, "model": name}
+        return TargetBuild((name,), summary, runtime)
+
+    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> OrtRunner:
+        return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)

@@ -1,0 +1,91 @@
+"""`--target ort-mobile`: the model in ORT format plus the operator config of a reduced build.
+
+The ORT format is made the way onnxruntime's own converter makes it (a session that saves its
+optimized graph with `session.save_model_format=ORT`, then `create_config_from_models`), with
+one difference: the fusions that emit com.microsoft contrib ops are disabled. Reduced builds have
+failed on such ops (onnxruntime #22761), and NNAPI/CoreML reject several; the QDQ→QLinearMatMul
+fusions stay on, so INT8 still runs as standard ONNX ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bertc.compiler.errors import TargetBuildError
+from bertc.compiler.export import OnnxGraph
+from bertc.compiler.quantize import QuantizationMode
+from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.targets.onnx import quantized_onnx
+from bertc.targets.ort_session import OrtRunner, onnxruntime_version
+
+ORT_MODEL_FILE = "model.ort"
+OPERATOR_CONFIG_FILE = "required_operators.config"
+# Level-2 fusions whose products are com.microsoft contrib ops (onnxruntime 1.32 names).
+CONTRIB_OP_FUSIONS = (
+    "BiasGeluFusion",
+    "GeluFusionL1",
+    "GeluFusionL2",
+    "FastGeluFusion",
+    "SkipLayerNormFusion",
+    "MatMulScaleFusion",
+    "GemmActivationFusion",
+    "AttentionFusion",
+    "EmbedLayerNormFusion",
+    "BiasSoftmaxFusion",
+    "QuickGeluFusion",
+    "MatMulIntegerToFloatFusion",
+    "DynamicQuantizeMatMulFusion",
+)
+
+
+def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) -> tuple[str, ...]:
+    """Write the ORT-format model and its reduced-build operator config; return the config lines."""
+    import onnxruntime
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(ort_path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    try:
+        onnxruntime.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(CONTRIB_OP_FUSIONS),
+        )
+        create_config_from_models([ort_path], config_path, False)
+    except Exception as error:  # onnxruntime raises its own Fail/RuntimeException types
+        raise TargetBuildError(f"ORT-format conversion failed: {error}") from error
+    return operator_lines(config_path)
+
+
+def operator_lines(config_path: Path) -> tuple[str, ...]:
+    """`domain;opset;Op,Op` lines of a required_operators.config, without comments."""
+    lines = config_path.read_text(encoding="utf-8").splitlines()
+    return tuple(line for line in lines if line and not line.startswith("#"))
+
+
+@register_target("ort-mobile")
+class OrtMobileTarget(Target):
+    description = "ONNX Runtime Mobile: ORT format + reduced-build operator config"
+
+    def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
+        quantized, summary = quantized_onnx(graph, request, request.work_dir / "mobile-input.onnx")
+        operators = convert_to_ort_format(quantized.path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE)
+        domains = sorted({line.split(";")[0] for line in operators})
+        runtime = {
+            "name": "onnxruntime",
+            "version": onnxruntime_version(),
+            "format": "ORT (no backward-compatibility promise: load with this onnxruntime version or newer)",
+            "model": ORT_MODEL_FILE,
+            "operator_config": OPERATOR_CONFIG_FILE,
+            "operator_domains": domains,
+            "operators": list(operators),
+            "optimization": "ORT_ENABLE_EXTENDED without contrib-op fusions",
+        }
+        notes = () if request.mode is not QuantizationMode.NONE else ("fp32 ORT model (no quantization)",)
+        return TargetBuild((ORT_MODEL_FILE, OPERATOR_CONFIG_FILE), summary, runtime, notes)
+
+    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> OrtRunner:
+        return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)
