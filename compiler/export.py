@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-
 from bertc.compiler.errors import ParityError
 from bertc.compiler.loading import LoadedModel
 

@@ -57,7 +57,7 @@ class TinyBertFamily(ModelFamily):
     @classmethod
     def matches(cls, config: dict[str, Any], tensor_names: Sequence[str]) -> bool:
         has_fit_denses = any(cls.is_known_extra(name) for name in tensor_names)
-        bert_shaped = config.get("model_type") in (None, "bert") and _BERT_CONFIG_KEYS <= set(config)
+        bert_shaped = config.get("model_type") in (None, "bert") and set(config) >= _BERT_CONFIG_KEYS
         return bert_shaped and (has_fit_denses or config.get("model_type") is None)
 
 
@@ -76,11 +76,27 @@ class MiniLmFamily(ModelFamily):
 FAMILIES: tuple[type[ModelFamily], ...] = (TinyBertFamily, MiniLmFamily, ModelFamily)
 
 
+def check_supported(config: dict[str, Any]) -> None:
+    """Refuse a non-BERT config before any weights are read."""
+    model_type = config.get("model_type")
+    architectures = config.get("architectures") or []
+    foreign = [name for name in architectures if not name.startswith("Bert")]
+    bert_shaped = model_type == "bert" or (model_type is None and set(config) >= _BERT_CONFIG_KEYS)
+    if bert_shaped and not foreign:
+        return
+    _raise_unsupported(config)
+
+
 def detect_family(config: dict[str, Any], tensor_names: Sequence[str]) -> type[ModelFamily]:
     """The family of a checkpoint, or one line saying why it is not a BERT bertc can compile."""
+    check_supported(config)
     for family in FAMILIES:
         if family.matches(config, tensor_names):
             return family
+    _raise_unsupported(config)
+
+
+def _raise_unsupported(config: dict[str, Any]) -> None:
     model_type = config.get("model_type")
     architectures = ", ".join(config.get("architectures") or []) or "none listed"
     raise UnsupportedModelError(

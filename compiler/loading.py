@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from bertc.compiler.errors import (
     ModelFileError,
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
-from bertc.compiler.families import ModelFamily, detect_family
+from bertc.compiler.families import ModelFamily, check_supported, detect_family
 from bertc.compiler.hashing import sha256_file
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
@@ -212,6 +211,7 @@ def load_model(
     """Resolve, check and load a checkpoint as fp32 (fp16-stored weights are upcast)."""
     directory = resolve_source(source)
     config = read_config(directory)
+    check_supported(config)
     weight_paths = find_weight_files(directory, allow_pickle)
     tensor_names: list[str] = []
     weight_files = []

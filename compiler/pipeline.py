@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bertc.calibration import Example, get_task, load_examples, sample_examples
 from bertc.compiler.errors import OutputExistsError, UsageError
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx

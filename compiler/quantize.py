@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-
 from bertc.compiler.errors import QuantizationError
 from bertc.compiler.export import OnnxGraph
 

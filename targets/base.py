@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-
 from bertc.compiler.errors import UsageError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, QuantizationSummary

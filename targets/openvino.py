@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from bertc.compiler.errors import QuantizationError, TargetBuildError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary

@@ -1,0 +1,158 @@
+"""`bertc`: the command line. It only parses, calls the pipeline and prints.
+
+Logs and progress go to stderr, results to stdout; `--json` prints one JSON document. Expected
+failures print one line and exit with the error's own code; `BERTC_DEBUG=1` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from bertc.compiler.errors import BertcError
+from bertc.compiler.quantize import QuantizationMode
+from rich.console import Console
+
+app = typer.Typer(
+    name="bertc",
+    help="Compile small BERT models to INT8 artifacts for OpenVINO CPU, ONNX Runtime Mobile and ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stderr = Console(stderr=True)
+stdout = Console()
+
+UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (tracer warnings, load bars) off the user's terminal."""
+    import logging
+    import warnings
+
+    if os.environ.get("BERTC_DEBUG"):
+        return
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("nncf", "transformers", "onnxruntime", "ort_format_model", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@app.command("compile")
+def compile_command(
+    model: Annotated[str, typer.Argument(help="Hub id in the local Hugging Face cache, or a checkpoint directory.")],
+    target: Annotated[str, typer.Option(help="openvino, ort-mobile or onnx.")],
+    out: Annotated[Path, typer.Option(help="Artifact directory to create.")],
+    task: Annotated[str | None, typer.Option(help="GLUE task for calibration (default: the config's finetuning_task).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder (<dir>/SST-2/train.tsv, ...).")] = None,
+    quantization: Annotated[QuantizationMode, typer.Option(help="INT8 mode.")] = QuantizationMode.STATIC,
+    calibration_samples: Annotated[int, typer.Option(help="Train sentences used to calibrate static INT8.")] = 300,
+    max_sequence_length: Annotated[int, typer.Option(help="Truncation length the artifact's tokenizer uses.")] = 128,
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights; they can run code.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Checkpoint → ONNX (parity-gated) → INT8 → an artifact directory for the target runtime."""
+    from bertc.compiler.pipeline import CompileOptions, compile_model
+
+    options = CompileOptions(
+        target=target,
+        task=task,
+        data_dir=data_dir,
+        quantization=quantization,
+        calibration_samples=calibration_samples,
+        max_sequence_length=max_sequence_length,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+    )
+    with stderr.status("compiling") as status:
+        result = compile_model(model, out, options, progress=lambda stage: _stage(status, stage))
+    manifest = json.loads((result.artifact_dir / "manifest.json").read_text(encoding="utf-8"))
+    if as_json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return
+    _print_compile_summary(result.artifact_dir, manifest)
+
+
+STAGE_LABELS = {
+    "load": "loading checkpoint",
+    "export": "exporting to ONNX",
+    "parity": "checking parity with PyTorch",
+    "quantize": "quantizing to INT8",
+    "package": "writing artifact",
+}
+
+
+def _stage(status: Any, stage: str) -> None:
+    stderr.print(f"• {STAGE_LABELS.get(stage, stage)}", highlight=False)
+    status.update(STAGE_LABELS.get(stage, stage))
+
+
+def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None:
+    size = manifest["size"]
+    quantization = manifest.get("quantization") or {}
+    parity = manifest["parity"]
+    stdout.print(f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} ({manifest['target']})")
+    stdout.print(
+        f"  model bytes {size['model_bytes']:,} = {size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX "
+        f"({size['fp32_onnx_bytes']:,})"
+    )
+    stdout.print(f"  parity max |Δ| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g})")
+    if quantization:
+        int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
+        stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
+    for note in manifest.get("notes", []):
+        stdout.print(f"  note: {note}")
+
+
+@app.command("inspect")
+def inspect_command(
+    path: Annotated[str, typer.Argument(help="An artifact directory, a checkpoint directory or a cached hub id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """A table of layers, sizes, sparsity and what is quantized."""
+    from bertc.compiler.inspection import inspect_path, render_inspection
+
+    inspection = inspect_path(path)
+    if as_json:
+        print(json.dumps(inspection, indent=2, sort_keys=True))
+        return
+    for renderable in render_inspection(inspection):
+        stdout.print(renderable)
+
+
+def main() -> None:
+    """Console-script entry point: map BertcError to its exit code and one line on stderr."""
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except BertcError as error:
+        _fail(f"error: {error}", error.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(error, click.exceptions.ClickException):
+            _fail(f"error: {error.format_message()}", error.exit_code)
+        if isinstance(error, click.exceptions.Exit):
+            sys.exit(error.exit_code)
+        _fail(f"internal error ({type(error).__name__}): {error}", UNEXPECTED_ERROR_EXIT)
+
+
+def _fail(message: str, code: int) -> None:
+    if os.environ.get("BERTC_DEBUG"):
+        traceback.print_exc()
+    print(" ".join(message.split()) or "error", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

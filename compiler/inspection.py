@@ -1,0 +1,134 @@
+"""`bertc inspect`: what a checkpoint or an artifact holds, layer by layer.
+
+A checkpoint is read straight from its safetensors (no model is built), so inspecting a large
+one costs a file read; an artifact is described from its manifest, which is checked first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from bertc.compiler.errors import ModelFileError
+from bertc.compiler.loading import find_weight_files, read_config, resolve_source
+from bertc.compiler.manifest import MANIFEST_FILE, check_integrity, read_manifest
+
+_LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def inspect_path(path: str) -> dict[str, Any]:
+    """An artifact's summary if `path` holds a manifest, else the checkpoint's layer table."""
+    candidate = Path(path)
+    if (candidate / MANIFEST_FILE).is_file():
+        return inspect_artifact(candidate)
+    return inspect_checkpoint(path)
+
+
+def inspect_artifact(directory: Path) -> dict[str, Any]:
+    manifest = read_manifest(directory)
+    check_integrity(directory, manifest)
+    return {
+        "kind": "artifact",
+        "path": str(directory),
+        "target": manifest["target"],
+        "source": manifest["source"]["id"],
+        "head": manifest["model"]["head"],
+        "labels": manifest["model"]["labels"],
+        "max_sequence_length": manifest["model"]["max_sequence_length"],
+        "files": manifest["files"],
+        "size": manifest["size"],
+        "parity": manifest["parity"],
+        "quantization": manifest.get("quantization"),
+        "integrity": "ok",
+    }
+
+
+def layer_group(tensor_name: str) -> str:
+    """`encoder layer N`, `embeddings`, `pooler`, `classifier`, or the name's first part."""
+    match = _LAYER_PATTERN.search(tensor_name)
+    if match:
+        return f"layer {int(match.group(1)):02d}"
+    bare = tensor_name.removeprefix("bert.")
+    return bare.split(".")[0]
+
+
+def inspect_checkpoint(source: str) -> dict[str, Any]:
+    """Parameters, bytes, dtype and zero fraction per layer, from the weights alone."""
+    from safetensors import safe_open
+
+    directory = resolve_source(source)
+    config = read_config(directory)
+    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"parameters": 0, "bytes": 0, "zeros": 0, "dtypes": set()})
+    for weight_file in find_weight_files(directory, allow_pickle=False):
+        try:
+            with safe_open(str(weight_file), framework="pt") as handle:
+                for name in sorted(handle.keys()):
+                    tensor = handle.get_tensor(name)
+                    group = groups[layer_group(name)]
+                    group["parameters"] += tensor.numel()
+                    group["bytes"] += tensor.numel() * tensor.element_size()
+                    group["zeros"] += int((tensor == 0).sum()) if tensor.is_floating_point() else 0
+                    group["dtypes"].add(str(tensor.dtype).removeprefix("torch."))
+        except (OSError, RuntimeError, ValueError) as error:
+            raise ModelFileError(f"{weight_file} is not readable: {error}") from error
+    layers = [
+        {
+            "layer": name,
+            "parameters": group["parameters"],
+            "bytes": group["bytes"],
+            "sparsity": round(group["zeros"] / group["parameters"], 4) if group["parameters"] else 0.0,
+            "dtype": ",".join(sorted(group["dtypes"])),
+        }
+        for name, group in sorted(groups.items())
+    ]
+    total = sum(layer["parameters"] for layer in layers)
+    zeros = sum(layer["sparsity"] * layer["parameters"] for layer in layers)
+    return {
+        "kind": "checkpoint",
+        "path": str(directory),
+        "model_type": config.get("model_type"),
+        "architectures": config.get("architectures"),
+        "layers": layers,
+        "parameters": total,
+        "sparsity": round(zeros / total, 4) if total else 0.0,
+        "quantization": None,
+    }
+
+
+def render_inspection(inspection: dict[str, Any]) -> list[Any]:
+    """Rich tables for the terminal."""
+    from rich.table import Table
+
+    if inspection["kind"] == "checkpoint":
+        table = Table(title=f"{inspection['path']} ({inspection['parameters']:,} parameters, "
+                      f"{inspection['sparsity']:.1%} zeros)")
+        for column in ("layer", "parameters", "bytes", "sparsity", "dtype"):
+            table.add_column(column, justify="left" if column in ("layer", "dtype") else "right")
+        for layer in inspection["layers"]:
+            table.add_row(layer["layer"], f"{layer['parameters']:,}", f"{layer['bytes']:,}",
+                          f"{layer['sparsity']:.1%}", layer["dtype"])
+        return [table]
+    files = Table(title=f"{inspection['path']} → {inspection['target']} (integrity {inspection['integrity']})")
+    files.add_column("file")
+    files.add_column("bytes", justify="right")
+    files.add_column("sha256")
+    for name, entry in inspection["files"].items():
+        files.add_row(name, f"{entry['bytes']:,}", entry["sha256"][:16])
+    renderables: list[Any] = [files]
+    quantization = inspection.get("quantization")
+    if quantization:
+        ops = Table(title=f"quantization: {quantization['mode']} ({quantization['tool']}, recipe {quantization['recipe']})")
+        ops.add_column("op type")
+        ops.add_column("INT8", justify="right")
+        ops.add_column("fp32", justify="right")
+        ops.add_column("why fp32")
+        kinds = sorted(set(quantization["int8_ops"]) | set(quantization["fp32_ops"]))
+        for kind in kinds:
+            ops.add_row(kind, str(quantization["int8_ops"].get(kind, 0)), str(quantization["fp32_ops"].get(kind, 0)),
+                        quantization["fp32_reasons"].get(kind, ""))
+        renderables.append(ops)
+    size = inspection["size"]
+    renderables.append(f"model bytes {size['model_bytes']:,} ({size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX)")
+    return renderables
