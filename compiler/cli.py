@@ -47,15 +47,31 @@ def _quiet_libraries() -> None:
 
 @app.command("compile")
 def compile_command(
-    model: Annotated[str, typer.Argument(help="Hub id in the local Hugging Face cache, or a checkpoint directory.")],
+    model: Annotated[
+        str,
+        typer.Argument(help="Hub id in the local Hugging Face cache, or a checkpoint directory."),
+    ],
     target: Annotated[str, typer.Option(help="openvino, ort-mobile or onnx.")],
     out: Annotated[Path, typer.Option(help="Artifact directory to create.")],
-    task: Annotated[str | None, typer.Option(help="GLUE task for calibration (default: the config's finetuning_task).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder (<dir>/SST-2/train.tsv, ...).")] = None,
-    quantization: Annotated[QuantizationMode, typer.Option(help="INT8 mode.")] = QuantizationMode.STATIC,
-    calibration_samples: Annotated[int, typer.Option(help="Train sentences used to calibrate static INT8.")] = 300,
-    max_sequence_length: Annotated[int, typer.Option(help="Truncation length the artifact's tokenizer uses.")] = 128,
-    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights; they can run code.")] = False,
+    task: Annotated[
+        str | None,
+        typer.Option(help="GLUE task for calibration (default: the config's finetuning_task)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="glue_data folder (<dir>/SST-2/train.tsv, ...).")
+    ] = None,
+    quantization: Annotated[
+        QuantizationMode, typer.Option(help="INT8 mode.")
+    ] = QuantizationMode.STATIC,
+    calibration_samples: Annotated[
+        int, typer.Option(help="Train sentences used to calibrate static INT8.")
+    ] = 300,
+    max_sequence_length: Annotated[
+        int, typer.Option(help="Truncation length the artifact's tokenizer uses.")
+    ] = 128,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Load pickle (.bin) weights; they can run code.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
@@ -99,12 +115,16 @@ def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None
     size = manifest["size"]
     quantization = manifest.get("quantization") or {}
     parity = manifest["parity"]
-    stdout.print(f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} ({manifest['target']})")
+    stdout.print(
+        f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} ({manifest['target']})"
+    )
     stdout.print(
         f"  model bytes {size['model_bytes']:,} = {size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX "
         f"({size['fp32_onnx_bytes']:,})"
     )
-    stdout.print(f"  parity max |Δ| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g})")
+    stdout.print(
+        f"  parity max |Δ| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g})"
+    )
     if quantization:
         int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
         stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
@@ -114,7 +134,10 @@ def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None
 
 @app.command("inspect")
 def inspect_command(
-    path: Annotated[str, typer.Argument(help="An artifact directory, a checkpoint directory or a cached hub id.")],
+    path: Annotated[
+        str,
+        typer.Argument(help="An artifact directory, a checkpoint directory or a cached hub id."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """A table of layers, sizes, sparsity and what is quantized."""

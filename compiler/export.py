@@ -70,7 +70,9 @@ def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> 
     example = encode(loaded, PARITY_SENTENCES[:2], padding_to=None)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in loaded.input_names}
     for name in loaded.output_names:
-        dynamic_axes[name] = {0: "batch", 1: "sequence"} if name == "last_hidden_state" else {0: "batch"}
+        dynamic_axes[name] = (
+            {0: "batch", 1: "sequence"} if name == "last_hidden_state" else {0: "batch"}
+        )
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter; the parity gate is the real check
         torch.onnx.export(
@@ -129,7 +131,9 @@ def check_parity(
         shapes.append(shape)
         for name, reference, value in zip(graph.output_names, expected, actual, strict=True):
             if reference.shape != value.shape:
-                misses.append(f"{name} at {shape}: shape {tuple(value.shape)} != {tuple(reference.shape)}")
+                misses.append(
+                    f"{name} at {shape}: shape {tuple(value.shape)} != {tuple(reference.shape)}"
+                )
                 continue
             difference = float(np.max(np.abs(reference.numpy() - value)))
             worst = max(worst, difference)

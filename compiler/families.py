@@ -57,7 +57,9 @@ class TinyBertFamily(ModelFamily):
     @classmethod
     def matches(cls, config: dict[str, Any], tensor_names: Sequence[str]) -> bool:
         has_fit_denses = any(cls.is_known_extra(name) for name in tensor_names)
-        bert_shaped = config.get("model_type") in (None, "bert") and set(config) >= _BERT_CONFIG_KEYS
+        bert_shaped = (
+            config.get("model_type") in (None, "bert") and set(config) >= _BERT_CONFIG_KEYS
+        )
         return bert_shaped and (has_fit_denses or config.get("model_type") is None)
 
 

@@ -60,7 +60,9 @@ def inspect_checkpoint(source: str) -> dict[str, Any]:
 
     directory = resolve_source(source)
     config = read_config(directory)
-    groups: dict[str, dict[str, Any]] = defaultdict(lambda: {"parameters": 0, "bytes": 0, "zeros": 0, "dtypes": set()})
+    groups: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"parameters": 0, "bytes": 0, "zeros": 0, "dtypes": set()}
+    )
     for weight_file in find_weight_files(directory, allow_pickle=False):
         try:
             with safe_open(str(weight_file), framework="pt") as handle:
@@ -78,7 +80,9 @@ def inspect_checkpoint(source: str) -> dict[str, Any]:
             "layer": name,
             "parameters": group["parameters"],
             "bytes": group["bytes"],
-            "sparsity": round(group["zeros"] / group["parameters"], 4) if group["parameters"] else 0.0,
+            "sparsity": round(group["zeros"] / group["parameters"], 4)
+            if group["parameters"]
+            else 0.0,
             "dtype": ",".join(sorted(group["dtypes"])),
         }
         for name, group in sorted(groups.items())
@@ -102,15 +106,24 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
     from rich.table import Table
 
     if inspection["kind"] == "checkpoint":
-        table = Table(title=f"{inspection['path']} ({inspection['parameters']:,} parameters, "
-                      f"{inspection['sparsity']:.1%} zeros)")
+        table = Table(
+            title=f"{inspection['path']} ({inspection['parameters']:,} parameters, "
+            f"{inspection['sparsity']:.1%} zeros)"
+        )
         for column in ("layer", "parameters", "bytes", "sparsity", "dtype"):
             table.add_column(column, justify="left" if column in ("layer", "dtype") else "right")
         for layer in inspection["layers"]:
-            table.add_row(layer["layer"], f"{layer['parameters']:,}", f"{layer['bytes']:,}",
-                          f"{layer['sparsity']:.1%}", layer["dtype"])
+            table.add_row(
+                layer["layer"],
+                f"{layer['parameters']:,}",
+                f"{layer['bytes']:,}",
+                f"{layer['sparsity']:.1%}",
+                layer["dtype"],
+            )
         return [table]
-    files = Table(title=f"{inspection['path']} → {inspection['target']} (integrity {inspection['integrity']})")
+    files = Table(
+        title=f"{inspection['path']} → {inspection['target']} (integrity {inspection['integrity']})"
+    )
     files.add_column("file")
     files.add_column("bytes", justify="right")
     files.add_column("sha256")
@@ -119,16 +132,24 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
     renderables: list[Any] = [files]
     quantization = inspection.get("quantization")
     if quantization:
-        ops = Table(title=f"quantization: {quantization['mode']} ({quantization['tool']}, recipe {quantization['recipe']})")
+        ops = Table(
+            title=f"quantization: {quantization['mode']} ({quantization['tool']}, recipe {quantization['recipe']})"
+        )
         ops.add_column("op type")
         ops.add_column("INT8", justify="right")
         ops.add_column("fp32", justify="right")
         ops.add_column("why fp32")
         kinds = sorted(set(quantization["int8_ops"]) | set(quantization["fp32_ops"]))
         for kind in kinds:
-            ops.add_row(kind, str(quantization["int8_ops"].get(kind, 0)), str(quantization["fp32_ops"].get(kind, 0)),
-                        quantization["fp32_reasons"].get(kind, ""))
+            ops.add_row(
+                kind,
+                str(quantization["int8_ops"].get(kind, 0)),
+                str(quantization["fp32_ops"].get(kind, 0)),
+                quantization["fp32_reasons"].get(kind, ""),
+            )
         renderables.append(ops)
     size = inspection["size"]
-    renderables.append(f"model bytes {size['model_bytes']:,} ({size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX)")
+    renderables.append(
+        f"model bytes {size['model_bytes']:,} ({size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX)"
+    )
     return renderables

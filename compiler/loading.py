@@ -187,7 +187,9 @@ def read_tensor_names_and_dtype(weight_file: Path) -> tuple[tuple[str, ...], str
             names = tuple(sorted(handle.keys()))
             dtypes = sorted({str(handle.get_slice(name).get_dtype()) for name in names})
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(f"{weight_file} is not a readable safetensors file: {error}") from error
+        raise ModelFileError(
+            f"{weight_file} is not a readable safetensors file: {error}"
+        ) from error
     return names, ",".join(dtypes)
 
 
@@ -248,11 +250,18 @@ def load_model(
 
 
 def _label_map(config: dict[str, Any]) -> dict[int, str]:
-    return {int(index): str(name) for index, name in sorted((config.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))}
+    return {
+        int(index): str(name)
+        for index, name in sorted((config.get("id2label") or {}).items(), key=lambda kv: int(kv[0]))
+    }
 
 
 def _instantiate(
-    directory: Path, config: dict[str, Any], family: type[ModelFamily], head: str, allow_pickle: bool
+    directory: Path,
+    config: dict[str, Any],
+    family: type[ModelFamily],
+    head: str,
+    allow_pickle: bool,
 ) -> tuple[torch.nn.Module, list[str]]:
     """Build the transformers module in fp32 with eager attention (plain MatMul/Softmax in ONNX)."""
     from transformers import BertConfig, BertForSequenceClassification, BertModel
@@ -260,7 +269,11 @@ def _instantiate(
     bert_config = BertConfig.from_dict(family.normalise_config(config))
     bert_config._attn_implementation = "eager"
     cls = BertModel if head == HEAD_ENCODER else BertForSequenceClassification
-    kwargs: dict[str, Any] = {"config": bert_config, "dtype": torch.float32, "output_loading_info": True}
+    kwargs: dict[str, Any] = {
+        "config": bert_config,
+        "dtype": torch.float32,
+        "output_loading_info": True,
+    }
     if head == HEAD_ENCODER:
         kwargs["add_pooling_layer"] = False
     if not allow_pickle:
@@ -271,7 +284,9 @@ def _instantiate(
     try:
         model, info = cls.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise ModelFileError(f"could not load the weights in {directory}: {_first_line(error)}") from error
+        raise ModelFileError(
+            f"could not load the weights in {directory}: {_first_line(error)}"
+        ) from error
     finally:
         transformers_logger.setLevel(previous_level)
     missing = sorted(info.get("missing_keys", []))
@@ -304,4 +319,6 @@ def load_tokenizer(directory: Path, config: dict[str, Any]) -> Any:
             return AutoTokenizer.from_pretrained(str(directory))
         return BertTokenizerFast.from_pretrained(str(directory))
     except (OSError, ValueError, TypeError) as error:
-        raise ModelFileError(f"could not load the tokenizer in {directory}: {_first_line(error)}") from error
+        raise ModelFileError(
+            f"could not load the tokenizer in {directory}: {_first_line(error)}"
+        ) from error

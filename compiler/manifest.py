@@ -23,8 +23,19 @@ REPORTS_DIR = "reports"
 SCHEMA_VERSION = 1
 TOOLCHAIN_PACKAGES = ("bertc", "torch", "transformers", "onnx", "onnxruntime", "openvino", "nncf")
 # CPU features that decide whether an INT8 model is fast, or even accurate, on a machine.
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16",
-             "asimd", "asimddp", "i8mm", "sve")
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
 
 
 def toolchain_versions() -> dict[str, str]:
@@ -47,7 +58,10 @@ def host_description() -> dict[str, Any]:
             if line.startswith(("flags", "Features")):
                 flags.update(line.split(":", 1)[1].split())
                 break
-    return {"machine": platform.machine(), "isa": sorted(flag for flag in ISA_FLAGS if flag in flags)}
+    return {
+        "machine": platform.machine(),
+        "isa": sorted(flag for flag in ISA_FLAGS if flag in flags),
+    }
 
 
 def describe_files(directory: Path) -> dict[str, dict[str, Any]]:
@@ -63,7 +77,10 @@ def describe_files(directory: Path) -> dict[str, dict[str, Any]]:
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, paths and enums as plain JSON values, keys sorted by json.dumps."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: to_jsonable(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        return {
+            field.name: to_jsonable(getattr(value, field.name))
+            for field in dataclasses.fields(value)
+        }
     if isinstance(value, Mapping):
         return {str(key): to_jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -77,7 +94,9 @@ def to_jsonable(value: Any) -> Any:
 
 def write_manifest(directory: Path, manifest: Mapping[str, Any]) -> Path:
     path = directory / MANIFEST_FILE
-    path.write_text(json.dumps(to_jsonable(manifest), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(to_jsonable(manifest), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -103,7 +122,8 @@ def check_integrity(directory: Path, manifest: Mapping[str, Any]) -> None:
     """Refuse an artifact whose files are missing, extra or changed since the build."""
     recorded = manifest.get("files", {})
     actual = {
-        name: entry for name, entry in describe_files(directory).items()
+        name: entry
+        for name, entry in describe_files(directory).items()
         if not name.startswith(f"{REPORTS_DIR}/")
     }
     problems = []
@@ -115,4 +135,6 @@ def check_integrity(directory: Path, manifest: Mapping[str, Any]) -> None:
         if recorded[name]["sha256"] != actual[name]["sha256"]:
             problems.append(f"{name} has changed (sha256 differs)")
     if problems:
-        raise ArtifactError(f"artifact {directory} failed its integrity check: " + "; ".join(problems))
+        raise ArtifactError(
+            f"artifact {directory} failed its integrity check: " + "; ".join(problems)
+        )

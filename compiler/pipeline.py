@@ -62,16 +62,22 @@ def _silent(stage: str) -> None:
     del stage
 
 
-def compile_model(source: str, out_dir: Path, options: CompileOptions, progress: Progress = _silent) -> CompileResult:
+def compile_model(
+    source: str, out_dir: Path, options: CompileOptions, progress: Progress = _silent
+) -> CompileResult:
     """Build the artifact in a temporary sibling of `out_dir` and rename it into place at the end."""
     out_dir = Path(out_dir)
     target = get_target(options.target)
     if out_dir.exists() and not options.overwrite:
-        raise OutputExistsError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+        raise OutputExistsError(
+            f"{out_dir} already exists; choose another --out or pass --overwrite"
+        )
     if options.calibration_samples <= 0:
         raise UsageError("--calibration-samples must be at least 1")
     progress("load")
-    loaded = load_model(source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length)
+    loaded = load_model(
+        source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
+    )
     task_name = options.task or loaded.config.get("finetuning_task")
     calibration = _calibration_examples(task_name, options)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +118,9 @@ def _calibration_examples(task_name: str | None, options: CompileOptions) -> lis
     return sample_examples(examples, options.calibration_samples, seed=CALIBRATION_SEED)
 
 
-def calibration_inputs(loaded: LoadedModel, examples: Sequence[Example]) -> list[dict[str, np.ndarray]]:
+def calibration_inputs(
+    loaded: LoadedModel, examples: Sequence[Example]
+) -> list[dict[str, np.ndarray]]:
     """Each example tokenized alone at its real length, as the deployed model will see it."""
     inputs = []
     for example in examples:
@@ -123,7 +131,9 @@ def calibration_inputs(loaded: LoadedModel, examples: Sequence[Example]) -> list
             max_length=loaded.max_sequence_length,
             return_tensors="np",
         )
-        inputs.append({name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names})
+        inputs.append(
+            {name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names}
+        )
     return inputs
 
 

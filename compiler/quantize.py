@@ -83,7 +83,11 @@ class InputsReader:
 def _word_embedding_initializer(model: onnx.ModelProto) -> str | None:
     """The largest Gather table: the word embeddings, most of a small BERT's bytes."""
     sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer}
-    tables = [node.input[0] for node in model.graph.node if node.op_type == "Gather" and node.input[0] in sizes]
+    tables = [
+        node.input[0]
+        for node in model.graph.node
+        if node.op_type == "Gather" and node.input[0] in sizes
+    ]
     return max(tables, key=lambda name: sizes[name], default=None)
 
 
@@ -201,7 +205,13 @@ def classify_onnx_ops(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str,
     producers = {output: node for node in model.graph.node for output in node.output}
     int8: Counter[str] = Counter()
     fp32: Counter[str] = Counter()
-    integer_ops = {"MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv", "DynamicQuantizeMatMul"}
+    integer_ops = {
+        "MatMulInteger",
+        "QLinearMatMul",
+        "ConvInteger",
+        "QLinearConv",
+        "DynamicQuantizeMatMul",
+    }
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"):
             continue
@@ -215,11 +225,17 @@ def classify_onnx_ops(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str,
     return dict(sorted(int8.items())), dict(sorted(fp32.items()))
 
 
-def _reads_dequantized_weight(node: onnx.NodeProto, producers: Mapping[str, onnx.NodeProto]) -> bool:
+def _reads_dequantized_weight(
+    node: onnx.NodeProto, producers: Mapping[str, onnx.NodeProto]
+) -> bool:
     """A DequantizeLinear of a constant (an int8 initializer) feeds this node."""
     for name in node.input:
         producer = producers.get(name)
-        if producer is not None and producer.op_type == "DequantizeLinear" and producer.input[0] not in producers:
+        if (
+            producer is not None
+            and producer.op_type == "DequantizeLinear"
+            and producer.input[0] not in producers
+        ):
             return True
     return False
 

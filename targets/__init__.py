@@ -10,4 +10,12 @@ from bertc.targets.base import (
     target_names,
 )
 
-__all__ = ["BuildRequest", "Runner", "Target", "TargetBuild", "get_target", "register_target", "target_names"]
+__all__ = [
+    "BuildRequest",
+    "Runner",
+    "Target",
+    "TargetBuild",
+    "get_target",
+    "register_target",
+    "target_names",
+]

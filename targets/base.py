@@ -56,7 +56,9 @@ class Target(ABC):
         """Quantize as requested and write the runtime's model files into `out_dir`."""
 
     @abstractmethod
-    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> Runner:
+    def load(
+        self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
+    ) -> Runner:
         """Load the artifact with the stock runtime alone."""
 
 

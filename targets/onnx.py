@@ -23,8 +23,12 @@ def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
     """The graph quantized as requested (or copied as fp32), and its quantization summary."""
     if request.mode is QuantizationMode.NONE:
         shutil.copyfile(graph.path, path)
-        return OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity), None
-    return quantize_onnx_runtime(graph, path, request.mode, request.calibration_inputs, request.work_dir)
+        return OnnxGraph(
+            path, graph.input_names, graph.output_names, graph.opset, graph.parity
+        ), None
+    return quantize_onnx_runtime(
+        graph, path, request.mode, request.calibration_inputs, request.work_dir
+    )
 
 
 @register_target("onnx")
@@ -34,8 +38,15 @@ class OnnxTarget(Target):
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         name = MODEL_FILE_NAMES[request.mode]
         _, summary = quantized_onnx(graph, request, out_dir / name)
-        runtime = {"name": "onnxruntime", "version": onnxruntime_version(), "opset": graph.opset, "model": name}
+        runtime = {
+            "name": "onnxruntime",
+            "version": onnxruntime_version(),
+            "opset": graph.opset,
+            "model": name,
+        }
         return TargetBuild((name,), summary, runtime)
 
-    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> OrtRunner:
+    def load(
+        self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
+    ) -> OrtRunner:
         return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)

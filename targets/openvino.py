@@ -27,9 +27,17 @@ MODEL_BIN = "model.bin"
 INFERENCE_PRECISION = "f32"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION}
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
-_OV_TO_ONNX_TYPES = {"MVN": "LayerNormalization", "SoftMax": "Softmax", "Gelu": "Gelu", "Add": "Add",
-                     "MatMul": "MatMul", "Gather": "Gather", "Tanh": "Tanh", "Divide": "Div",
-                     "Multiply": "Mul"}
+_OV_TO_ONNX_TYPES = {
+    "MVN": "LayerNormalization",
+    "SoftMax": "Softmax",
+    "Gelu": "Gelu",
+    "Add": "Add",
+    "MatMul": "MatMul",
+    "Gather": "Gather",
+    "Tanh": "Tanh",
+    "Divide": "Div",
+    "Multiply": "Mul",
+}
 _COMPUTE_TYPES = ("MatMul", "Gather", "MVN", "SoftMax", "Gelu", "Tanh")
 
 
@@ -65,7 +73,9 @@ def classify_openvino_ops(model) -> tuple[dict[str, int], dict[str, int]]:
         kind = op.get_type_name()
         if kind not in _COMPUTE_TYPES:
             continue
-        if any(_reads_int8(op.input_value(index).get_node()) for index in range(op.get_input_size())):
+        if any(
+            _reads_int8(op.input_value(index).get_node()) for index in range(op.get_input_size())
+        ):
             int8[kind] += 1
         else:
             floating[kind] += 1
@@ -80,7 +90,10 @@ def _reads_int8(node, depth: int = 0) -> bool:
     if kind == "Constant":
         return node.get_element_type().get_type_name() in ("i8", "u8")
     if kind in ("Convert", "Subtract", "Multiply", "Reshape", "Transpose") and depth < 4:
-        return any(_reads_int8(node.input_value(i).get_node(), depth + 1) for i in range(node.get_input_size()))
+        return any(
+            _reads_int8(node.input_value(i).get_node(), depth + 1)
+            for i in range(node.get_input_size())
+        )
     return False
 
 
@@ -95,7 +108,11 @@ def summarise_openvino(model, request: BuildRequest) -> QuantizationSummary:
     }
     static = request.mode is QuantizationMode.STATIC
     settings = (
-        {"api": "nncf.quantize", "model_type": "TRANSFORMER", "preset": "MIXED (default for transformers)"}
+        {
+            "api": "nncf.quantize",
+            "model_type": "TRANSFORMER",
+            "preset": "MIXED (default for transformers)",
+        }
         if static
         else {"api": "nncf.compress_weights", "mode": "INT8_ASYM"}
     )
@@ -126,7 +143,11 @@ class OpenVinoTarget(Target):
         compressed = quantize_with_nncf(model, request)
         # fp32 constants stay fp32: fp16 compression of the float parts buys little next to INT8.
         openvino.save_model(compressed, str(out_dir / MODEL_XML), compress_to_fp16=False)
-        summary = None if request.mode is QuantizationMode.NONE else summarise_openvino(compressed, request)
+        summary = (
+            None
+            if request.mode is QuantizationMode.NONE
+            else summarise_openvino(compressed, request)
+        )
         runtime = {
             "name": "openvino",
             "version": openvino.get_version(),
@@ -139,13 +160,17 @@ class OpenVinoTarget(Target):
 
     def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None):
         runtime = manifest["runtime"]
-        return OpenVinoRunner(artifact_dir / runtime["model"], runtime.get("compile_config", {}), threads)
+        return OpenVinoRunner(
+            artifact_dir / runtime["model"], runtime.get("compile_config", {}), threads
+        )
 
 
 class OpenVinoRunner:
     """`openvino.Core().read_model` + `compile_model` for CPU with the manifest's compile config."""
 
-    def __init__(self, model_path: Path, compile_config: Mapping[str, Any], threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path, compile_config: Mapping[str, Any], threads: int | None = None
+    ) -> None:
         import openvino
 
         core = openvino.Core()

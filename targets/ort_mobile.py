@@ -51,7 +51,9 @@ def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) ->
     options.add_session_config_entry("session.save_model_format", "ORT")
     try:
         onnxruntime.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"],
+            str(onnx_path),
+            options,
+            providers=["CPUExecutionProvider"],
             disabled_optimizers=list(CONTRIB_OP_FUSIONS),
         )
         create_config_from_models([ort_path], config_path, False)
@@ -72,7 +74,9 @@ class OrtMobileTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         quantized, summary = quantized_onnx(graph, request, request.work_dir / "mobile-input.onnx")
-        operators = convert_to_ort_format(quantized.path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE)
+        operators = convert_to_ort_format(
+            quantized.path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE
+        )
         domains = sorted({line.split(";")[0] for line in operators})
         runtime = {
             "name": "onnxruntime",
@@ -84,8 +88,14 @@ class OrtMobileTarget(Target):
             "operators": list(operators),
             "optimization": "ORT_ENABLE_EXTENDED without contrib-op fusions",
         }
-        notes = () if request.mode is not QuantizationMode.NONE else ("fp32 ORT model (no quantization)",)
+        notes = (
+            ()
+            if request.mode is not QuantizationMode.NONE
+            else ("fp32 ORT model (no quantization)",)
+        )
         return TargetBuild((ORT_MODEL_FILE, OPERATOR_CONFIG_FILE), summary, runtime, notes)
 
-    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None) -> OrtRunner:
+    def load(
+        self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
+    ) -> OrtRunner:
         return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)
