@@ -6,6 +6,7 @@ failures print one line and exit with the error's own code; `BERTC_DEBUG=1` show
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -88,7 +89,8 @@ def compile_command(
         allow_pickle=allow_pickle,
         overwrite=overwrite,
     )
-    with stderr.status("compiling") as status:
+    # Libraries print progress to stdout (NNCF's bars and log); stdout is for the result alone.
+    with stderr.status("compiling") as status, contextlib.redirect_stdout(sys.stderr):
         result = compile_model(model, out, options, progress=lambda stage: _stage(status, stage))
     manifest = json.loads((result.artifact_dir / "manifest.json").read_text(encoding="utf-8"))
     if as_json:
@@ -107,7 +109,9 @@ STAGE_LABELS = {
 
 
 def _stage(status: Any, stage: str) -> None:
-    stderr.print(f"• {STAGE_LABELS.get(stage, stage)}", highlight=False)
+    # Stage lines only on a terminal: a script reading stderr gets exactly one line on failure.
+    if stderr.is_terminal:
+        stderr.print(f"• {STAGE_LABELS.get(stage, stage)}", highlight=False)
     status.update(STAGE_LABELS.get(stage, stage))
 
 

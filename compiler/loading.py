@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ HEAD_REGRESSION = "regression"
 HEAD_ENCODER = "encoder"
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
+# safetensors' names of the half-precision dtypes that are upcast to fp32 on loading.
+HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,28 @@ def resolve_source(source: str) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    cache_dir = hub_cache_dir()
     try:
-        return Path(snapshot_download(repo_id=source, local_files_only=True))
+        return Path(
+            snapshot_download(repo_id=source, cache_dir=cache_dir, local_files_only=True)
+        )
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as error:
-        from huggingface_hub.constants import HF_HUB_CACHE
-
         raise ModelNotFoundError(
-            f"{source} is neither a directory nor in the local Hugging Face cache ({HF_HUB_CACHE}); "
+            f"{source} is neither a directory nor in the local Hugging Face cache ({cache_dir}); "
             "download it where there is network or pass a checkpoint directory"
         ) from error
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache as the environment names it now: huggingface_hub reads
+    HF_HUB_CACHE / HF_HOME once, at import, so a later change would otherwise be ignored."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
 
 
 def _looks_like_hub_id(source: str) -> bool:
@@ -226,8 +242,18 @@ def load_model(
     model, load_notes = _instantiate(directory, config, family, head, allow_pickle)
     tokenizer = load_tokenizer(directory, config)
     notes = list(family.notes_for(tensor_names)) + load_notes
-    if any("float16" in weight.dtype for weight in weight_files):
-        notes.append("weights are stored as float16; they were upcast and compiled from fp32")
+    stored = sorted(
+        {
+            HALF_DTYPES[dtype]
+            for weight in weight_files
+            for dtype in weight.dtype.split(",")
+            if dtype in HALF_DTYPES
+        }
+    )
+    if stored:
+        notes.append(
+            f"weights are stored as {' and '.join(stored)}; they were upcast and compiled from fp32"
+        )
     wrapper = EncoderForExport(model) if head == HEAD_ENCODER else ClassifierForExport(model)
     wrapper.eval()
     outputs = ("last_hidden_state", "sentence_embedding") if head == HEAD_ENCODER else ("logits",)

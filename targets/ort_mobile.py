@@ -2,9 +2,12 @@
 
 The ORT format is made the way onnxruntime's own converter makes it (a session that saves its
 optimized graph with `session.save_model_format=ORT`, then `create_config_from_models`), with
-one difference: the fusions that emit com.microsoft contrib ops are disabled. Reduced builds have
-failed on such ops (onnxruntime #22761), and NNAPI/CoreML reject several; the QDQ→QLinearMatMul
-fusions stay on, so INT8 still runs as standard ONNX ops.
+one difference: the GELU, LayerNorm and MatMul-scale fusions that emit com.microsoft contrib ops
+are disabled, since reduced builds have failed on such ops (onnxruntime #22761). The QDQ
+selector-action fusions stay on, because they are what runs INT8 fast: with bertc's recipe they
+turn each quantized MatMul into com.microsoft MatMulIntegerToFloat (listed in the last prebuilt
+mobile package, 1.18) and each MatMul with 16-bit activations into MatMulNBits (8-bit weights).
+The operator config names every op the model needs, and the manifest repeats it.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) ->
         create_config_from_models([ort_path], config_path, False)
     except Exception as error:  # onnxruntime raises its own Fail/RuntimeException types
         raise TargetBuildError(f"ORT-format conversion failed: {error}") from error
+    # The converter writes the model's path, here a random staging directory, into a comment;
+    # name the file alone so the same input gives the same bytes.
+    text = config_path.read_text(encoding="utf-8")
+    config_path.write_text(text.replace(f"# - {ort_path}\n", f"# - {ort_path.name}\n"), "utf-8")
     return operator_lines(config_path)
 
 
@@ -86,7 +93,10 @@ class OrtMobileTarget(Target):
             "operator_config": OPERATOR_CONFIG_FILE,
             "operator_domains": domains,
             "operators": list(operators),
-            "optimization": "ORT_ENABLE_EXTENDED without contrib-op fusions",
+            "optimization": "ORT_ENABLE_EXTENDED without fusions to GELU/LayerNorm contrib ops",
+            "packages": "the full onnxruntime-android / onnxruntime-c / onnxruntime-objc packages, "
+            "or a reduced build from the operator config (the prebuilt reduced 'mobile' "
+            "packages were removed in onnxruntime 1.19)",
         }
         notes = (
             ()
