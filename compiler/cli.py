@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from bertc.compiler.errors import BertcError
+from bertc.compiler.errors import BertcError, UsageError
 from bertc.compiler.quantize import QuantizationMode
 from rich.console import Console
 
@@ -74,9 +75,19 @@ def compile_command(
         bool, typer.Option(help="Load pickle (.bin) weights; they can run code.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Verify on the task's dev set and gate the build.")
+    ] = False,
+    max_drop: Annotated[
+        float, typer.Option(help="With --verify: largest headline-metric drop, in points.")
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
-    """Checkpoint → ONNX (parity-gated) → INT8 → an artifact directory for the target runtime."""
+    """Checkpoint → ONNX (parity-gated) → INT8 → an artifact directory for the target runtime.
+
+    With --verify the artifact is scored on the task's dev set as `bertc verify` does; when the
+    gate fails the build fails (exit 12) and the artifact is removed.
+    """
     from bertc.compiler.pipeline import CompileOptions, compile_model
 
     options = CompileOptions(
@@ -93,10 +104,25 @@ def compile_command(
     with stderr.status("compiling") as status, contextlib.redirect_stdout(sys.stderr):
         result = compile_model(model, out, options, progress=lambda stage: _stage(status, stage))
     manifest = json.loads((result.artifact_dir / "manifest.json").read_text(encoding="utf-8"))
-    if as_json:
+    if not as_json:
+        _print_compile_summary(result.artifact_dir, manifest)
+    if verify:
+        task_name = task or (manifest.get("calibration") or {}).get("task")
+        if not task_name:
+            shutil.rmtree(result.artifact_dir, ignore_errors=True)
+            raise UsageError("--verify needs --task (the GLUE task to score on)")
+        try:
+            report = _run_verify(result.artifact_dir, task_name, data_dir, max_drop, as_json)
+        except BertcError:
+            shutil.rmtree(result.artifact_dir, ignore_errors=True)
+            raise
+        if not report.gate.passed:
+            shutil.rmtree(result.artifact_dir, ignore_errors=True)
+        from bertc.compiler.verify import raise_if_gate_failed
+
+        raise_if_gate_failed(report)
+    elif as_json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
-        return
-    _print_compile_summary(result.artifact_dir, manifest)
 
 
 STAGE_LABELS = {
@@ -134,6 +160,77 @@ def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None
         stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
     for note in manifest.get("notes", []):
         stdout.print(f"  note: {note}")
+
+
+def _run_verify(
+    artifact: Path, task: str, data_dir: Path | None, max_drop: float, as_json: bool, **options: Any
+):
+    """Run verify without raising on the gate, print the report, and return it."""
+    from bertc.compiler.report import render_table, report_to_json
+    from bertc.compiler.verify import STAGE_LABELS as VERIFY_STAGES
+    from bertc.compiler.verify import verify_artifact
+
+    with stderr.status("verifying") as status, contextlib.redirect_stdout(sys.stderr):
+        report = verify_artifact(
+            artifact,
+            task,
+            data_dir=data_dir,
+            max_drop=max_drop,
+            raise_on_gate_failure=False,
+            progress=lambda stage: _stage(status, VERIFY_STAGES.get(stage, stage)),
+            **options,
+        )
+    if as_json:
+        print(json.dumps(report_to_json(report), indent=2, sort_keys=True, ensure_ascii=False))
+    else:
+        stdout.print(render_table(report))
+        stdout.print(f"reports: {', '.join(str(artifact / name) for name in report.report_files)}")
+    return report
+
+
+@app.command("verify")
+def verify_command(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory made by `bertc compile`.")],
+    task: Annotated[str, typer.Option(help="GLUE task to score on (sst2, mrpc, stsb, ...).")],
+    data_dir: Annotated[
+        Path | None, typer.Option(help="glue_data folder; default: Hugging Face datasets.")
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option(help="Fail (exit 12) if the headline metric drops more points.")
+    ] = 0.5,
+    reference: Annotated[
+        str | None, typer.Option(help="fp32 checkpoint to compare with (default: the source).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Labelled split to score.")] = "dev",
+    batch_size: Annotated[int, typer.Option(help="Batch size of the throughput figure.")] = 32,
+    threads: Annotated[
+        int | None, typer.Option(help="Runtime threads (default: the runtime's own).")
+    ] = None,
+    bootstrap_samples: Annotated[int, typer.Option(help="Paired-bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap resamples.")] = 0,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Load a pickle (.bin) reference; it can run code.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Score an artifact against its fp32 model on a GLUE dev set; fail if it lost too much."""
+    from bertc.compiler.verify import raise_if_gate_failed
+
+    report = _run_verify(
+        artifact,
+        task,
+        data_dir,
+        max_drop,
+        as_json,
+        reference=reference,
+        split=split,
+        batch_size=batch_size,
+        threads=threads,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+        allow_pickle=allow_pickle,
+    )
+    raise_if_gate_failed(report)
 
 
 @app.command("inspect")
