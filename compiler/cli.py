@@ -264,9 +264,11 @@ def main() -> None:
     except Exception as error:  # click usage errors carry their own exit code
         import click
 
-        if isinstance(error, click.exceptions.ClickException):
+        # typer >= 0.2x vendors click (typer._click), whose errors derive from TyperException.
+        usage_errors = (click.exceptions.ClickException, getattr(typer, "TyperException", ()))
+        if isinstance(error, usage_errors):
             _fail(f"error: {error.format_message()}", error.exit_code)
-        if isinstance(error, click.exceptions.Exit):
+        if isinstance(error, (click.exceptions.Exit, typer.Exit)):
             sys.exit(error.exit_code)
         _fail(f"internal error ({type(error).__name__}): {error}", UNEXPECTED_ERROR_EXIT)
 

@@ -96,7 +96,9 @@ def compile_model(
         build = target.build(graph, BuildRequest(options.quantization, inputs, work), artifact)
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
-        manifest = build_manifest(loaded, options, task_name, calibration, graph, build, artifact)
+        manifest = build_manifest(
+            loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
+        )
         write_manifest(artifact, manifest)
         _move_into_place(artifact, out_dir, options.overwrite)
     finally:
@@ -151,6 +153,7 @@ def build_manifest(
     graph,
     build,
     artifact: Path,
+    reproducibility: str,
 ) -> dict[str, Any]:
     files = describe_files(artifact)
     model_bytes = sum(files[name]["bytes"] for name in build.model_files)
@@ -202,8 +205,7 @@ def build_manifest(
             "ratio_to_fp32_onnx": round(model_bytes / fp32_bytes, 4),
         },
         "files": files,
-        "reproducibility": "same source, options and toolchain versions give identical model files "
-        "(checked by tests/test_compile.py::test_compile_is_deterministic)",
+        "reproducibility": reproducibility,
         "notes": list(loaded.notes) + list(build.notes),
     }
 

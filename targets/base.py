@@ -50,6 +50,11 @@ class Target(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # What the manifest promises about rebuilding the same input; each target states its own.
+    reproducibility: ClassVar[str] = (
+        "same source, options and toolchain give identical model files "
+        "(tests/test_compile.py::test_compile_is_deterministic)"
+    )
 
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:

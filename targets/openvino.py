@@ -132,6 +132,11 @@ def summarise_openvino(model, request: BuildRequest) -> QuantizationSummary:
 @register_target("openvino")
 class OpenVinoTarget(Target):
     description = "OpenVINO IR (.xml/.bin) for the CPU plugin, INT8 by NNCF"
+    reproducibility = (
+        "identical model files when compiled in a fresh process; a second compile in the same "
+        "Python process renames nodes in model.xml (OpenVINO's per-process counter), model.bin "
+        "stays identical (tests/test_compile.py)"
+    )
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         import openvino

@@ -1,0 +1,104 @@
+"""Shared fixtures: tiny seeded checkpoints, a tiny glue_data folder, compiled artifacts, the CLI.
+
+Everything here is session-scoped and built in tmp_path_factory, so a model compiles once and
+several tests read the same artifact. Tests must not modify what these fixtures return: copy first.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from model_factory import make_checkpoint, write_glue_data
+
+CALIBRATION_SAMPLES = 16  # enough for MinMax ranges on the tiny data, fast on two cores
+CLI_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="session")
+def glue_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A glue_data root with SST-2 and STS-B train/dev TSVs (40 rows each)."""
+    return write_glue_data(tmp_path_factory.mktemp("glue_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide SST-2 classifier, trained for a moment so its logits have margins."""
+    return make_checkpoint(tmp_path_factory.mktemp("tiny-classifier"), train_steps=60)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BertModel without a task head or pooler."""
+    return make_checkpoint(
+        tmp_path_factory.mktemp("tiny-encoder"), head="encoder", drop_pooler=True
+    )
+
+
+@pytest.fixture(scope="session")
+def compile_once(tmp_path_factory: pytest.TempPathFactory, glue_data_dir: Path) -> Callable:
+    """`compile_once(source, target, quantization="static", task="sst2", **options)`: the
+    CompileResult of that compile, built on first use and shared for the session."""
+    from bertc.compiler.pipeline import CompileOptions, compile_model
+    from bertc.compiler.quantize import QuantizationMode
+
+    results = {}
+
+    def build(source, target: str, quantization: str = "static", task: str = "sst2", **options):
+        key = (str(source), target, quantization, task, tuple(sorted(options.items())))
+        if key not in results:
+            out = tmp_path_factory.mktemp(f"artifact-{target}") / "artifact"
+            settings = dict(
+                target=target,
+                task=task,
+                data_dir=glue_data_dir,
+                quantization=QuantizationMode(quantization),
+                calibration_samples=CALIBRATION_SAMPLES,
+            )
+            settings.update(options)
+            results[key] = compile_model(str(source), out, CompileOptions(**settings))
+        return results[key]
+
+    return build
+
+
+def bertc_command() -> list[str]:
+    """The console script installed beside this interpreter, else `python -m`."""
+    script = Path(sys.executable).with_name("bertc")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "bertc.compiler.cli"]
+
+
+@pytest.fixture(scope="session")
+def bertc_cli() -> Callable:
+    """`bertc_cli(*args, env={...})`: run `bertc` in a fresh process and return the finished
+    CompletedProcess (text); with `wait=False`, the running Popen, so several can run at once."""
+
+    def run(*args, env: dict[str, str] | None = None, cwd: Path | None = None, wait: bool = True):
+        environment = {key: value for key, value in os.environ.items() if key != "BERTC_DEBUG"}
+        environment.update({"COLUMNS": "200", **(env or {})})
+        command = [*bertc_command(), *map(str, args)]
+        if not wait:
+            return subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=environment,
+                cwd=cwd,
+            )
+        return subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=environment,
+            cwd=cwd,
+            timeout=CLI_TIMEOUT_S,
+        )
+
+    return run

@@ -1,0 +1,153 @@
+"""Targets: each artifact loads in its stock runtime, computes what PyTorch computes, and holds
+what the manifest says it holds."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import openvino
+import pytest
+import torch
+from artifact_readers import ort_model_op_types, ort_model_operators
+from bertc.compiler.errors import UsageError
+from bertc.compiler.export import encode
+from bertc.compiler.loading import load_model
+from bertc.targets import get_target, target_names
+from bertc.targets.openvino import classify_openvino_ops
+from bertc.targets.ort_mobile import operator_lines
+from model_factory import TINY_CONFIG, read_sst2_dev
+
+TARGETS = ("onnx", "ort-mobile", "openvino")
+LAYERS = TINY_CONFIG["num_hidden_layers"]
+WEIGHT_MATMULS = 6 * LAYERS
+INT8_LOGIT_ATOL = 0.05  # the tiny classifier's margins are about 5
+FP32_ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_classifier: Path, glue_data_dir: Path):
+    loaded = load_model(str(tiny_classifier))
+    batch = encode(loaded, [text for text, _ in read_sst2_dev(glue_data_dir)], padding_to=None)
+    with torch.no_grad():
+        logits = loaded.module(*(torch.from_numpy(batch[name]) for name in loaded.input_names))
+    return batch, logits.numpy()
+
+
+def test_registry_names_every_target_and_refuses_others() -> None:
+    assert target_names() == tuple(sorted(TARGETS))
+    for name in TARGETS:
+        target = get_target(name)
+        assert target.name == name and target.description
+    with pytest.raises(UsageError, match="unknown target 'tflite'; choose one of: onnx, openvino"):
+        get_target("tflite")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_int8_artifact_runs_in_its_runtime_close_to_pytorch(
+    compile_once, tiny_classifier: Path, reference, target: str
+) -> None:
+    result = compile_once(tiny_classifier, target)
+    runner = get_target(target).load(result.artifact_dir, result.manifest, threads=1)
+    batch, expected = reference
+    (logits,) = runner.run(batch)
+    assert logits.shape == expected.shape
+    assert set(expected.argmax(axis=1)) == {0, 1}
+    assert np.abs(logits - expected).max() <= INT8_LOGIT_ATOL
+    assert (logits.argmax(axis=1) == expected.argmax(axis=1)).mean() >= 0.95
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fp32_artifact_matches_pytorch(
+    compile_once, tiny_classifier: Path, reference, target: str
+) -> None:
+    result = compile_once(tiny_classifier, target, quantization="none")
+    assert result.manifest["quantization"] is None
+    (logits,) = get_target(target).load(result.artifact_dir, result.manifest).run(reference[0])
+    np.testing.assert_allclose(logits, reference[1], rtol=0, atol=FP32_ATOL)
+
+
+def config_operators(path: Path) -> set[tuple[str, int, str]]:
+    entries = set()
+    for line in operator_lines(path):
+        domain, opset, ops = line.split(";")
+        entries.update((domain, int(opset), op) for op in ops.split(","))
+    return entries
+
+
+# The only contrib ops the ORT-format model may need: what ORT's QDQ fusions make of bertc's
+# weight MatMuls (targets/ort_mobile.py). The GELU/LayerNorm/attention fusions stay off.
+ORT_MOBILE_CONTRIB_OPS = {"MatMulIntegerToFloat", "MatMulNBits"}
+INT8_WEIGHT_MATMUL_OPS = ("QLinearMatMul", "MatMulIntegerToFloat", "MatMulNBits", "MatMulInteger")
+
+
+@pytest.mark.parametrize("quantization", ["static", "dynamic"])
+def test_ort_mobile_config_covers_exactly_what_the_model_runs(
+    compile_once, tiny_classifier: Path, reference, quantization: str
+) -> None:
+    result = compile_once(tiny_classifier, "ort-mobile", quantization=quantization)
+    artifact = result.artifact_dir
+    required = config_operators(artifact / "required_operators.config")
+    used = ort_model_operators(artifact / "model.ort")
+    assert required == used  # a reduced build with this config has every kernel, and no more
+    domains = {domain for domain, _, _ in required}
+    assert domains <= {"ai.onnx", "com.microsoft"}
+    assert {op for domain, _, op in required if domain == "com.microsoft"} <= ORT_MOBILE_CONTRIB_OPS
+    runtime = result.manifest["runtime"]
+    assert runtime["operator_domains"] == sorted(domains)
+    assert runtime["operators"] == list(operator_lines(artifact / "required_operators.config"))
+    ops = Counter(op for _, _, op in used)
+    if quantization == "dynamic":
+        assert {"MatMulInteger", "DynamicQuantizeLinear"} <= set(ops)
+    session = onnxruntime.InferenceSession(
+        str(artifact / "model.ort"), providers=["CPUExecutionProvider"]
+    )
+    (logits,) = session.run(["logits"], reference[0])
+    assert np.abs(logits - reference[1]).max() <= 2 * INT8_LOGIT_ATOL
+
+
+def test_ort_mobile_runs_weight_matmuls_int8_and_attention_fp32(
+    compile_once, tiny_classifier: Path
+) -> None:
+    result = compile_once(tiny_classifier, "ort-mobile")
+    ops = Counter(ort_model_op_types(result.artifact_dir / "model.ort"))
+    assert sum(ops[op] for op in INT8_WEIGHT_MATMUL_OPS) == WEIGHT_MATMULS
+    assert ops["MatMul"] == 2 * LAYERS  # attention scores and context stay fp32
+
+
+@pytest.fixture(scope="module")
+def openvino_artifact(compile_once, tiny_classifier: Path):
+    return compile_once(tiny_classifier, "openvino")
+
+
+def test_openvino_ir_reads_and_compiles_for_cpu_in_f32(openvino_artifact, reference) -> None:
+    artifact, manifest = openvino_artifact.artifact_dir, openvino_artifact.manifest
+    core = openvino.Core()
+    model = core.read_model(str(artifact / "model.xml"))
+    assert manifest["runtime"]["compile_config"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    compiled = core.compile_model(model, "CPU", manifest["runtime"]["compile_config"])
+    # Without the hint this CPU (AVX-512 BF16) would run the floating-point parts in bf16.
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+    assert [port.get_any_name() for port in compiled.outputs] == ["logits"]
+    request = compiled.create_infer_request()
+    batch, expected = reference
+    logits = np.asarray(request.infer(batch)[compiled.outputs[0]])
+    assert np.abs(logits - expected).max() <= INT8_LOGIT_ATOL
+
+
+def test_openvino_matmuls_are_int8_as_the_manifest_says(openvino_artifact) -> None:
+    model = openvino.Core().read_model(str(openvino_artifact.artifact_dir / "model.xml"))
+    op_types = Counter(op.get_type_name() for op in model.get_ordered_ops())
+    assert op_types["FakeQuantize"] > 0
+    int8_ops, floating_ops = classify_openvino_ops(model)
+    summary = openvino_artifact.manifest["quantization"]
+    assert summary.int8_ops == int8_ops
+    assert summary.fp32_ops == floating_ops
+    # Every MatMul (the encoder's six per layer, the pooler, the classifier) reads INT8.
+    assert int8_ops["MatMul"] == op_types["MatMul"] == WEIGHT_MATMULS + 2
+    assert "MatMul" not in floating_ops
+    assert floating_ops["MVN"] == 1 + 2 * LAYERS  # LayerNorms stay in floating point
+    assert summary.tool == f"nncf {__import__('nncf').__version__}"
+    assert summary.settings["model_type"] == "TRANSFORMER"
