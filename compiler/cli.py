@@ -22,7 +22,7 @@ from rich.console import Console
 
 app = typer.Typer(
     name="bertc",
-    help="Compile small BERT models to INT8 artifacts for OpenVINO CPU, ONNX Runtime Mobile and ONNX.",
+    help="Compile small BERT models to INT8 artifacts for OpenVINO, ORT Mobile and ONNX.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -146,7 +146,8 @@ def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None
     quantization = manifest.get("quantization") or {}
     parity = manifest["parity"]
     stdout.print(
-        f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} ({manifest['target']})"
+        f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} "
+        f"({manifest['target']})"
     )
     stdout.print(
         f"  model bytes {size['model_bytes']:,} = {size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX "

@@ -133,7 +133,8 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
     quantization = inspection.get("quantization")
     if quantization:
         ops = Table(
-            title=f"quantization: {quantization['mode']} ({quantization['tool']}, recipe {quantization['recipe']})"
+            title=f"quantization: {quantization['mode']} ({quantization['tool']}, "
+            f"recipe {quantization['recipe']})"
         )
         ops.add_column("op type")
         ops.add_column("INT8", justify="right")

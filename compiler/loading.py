@@ -1,4 +1,4 @@
-"""Load a BERT-family checkpoint (hub id from the local cache, or a directory) into an export-ready module.
+"""Load a BERT checkpoint (a cached hub id, or a directory) into an export-ready module.
 
 The loader refuses, with one clear line, anything it cannot compile faithfully: a non-BERT
 architecture, missing or corrupt files, and pickle-only weights without an explicit opt-in
@@ -100,7 +100,7 @@ class EncoderForExport(torch.nn.Module):
 
 
 def resolve_source(source: str) -> Path:
-    """A directory as given, or the local Hugging Face cache snapshot of a hub id (never the network)."""
+    """A directory as given, or the local cache snapshot of a hub id (never the network)."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
@@ -113,9 +113,7 @@ def resolve_source(source: str) -> Path:
 
     cache_dir = hub_cache_dir()
     try:
-        return Path(
-            snapshot_download(repo_id=source, cache_dir=cache_dir, local_files_only=True)
-        )
+        return Path(snapshot_download(repo_id=source, cache_dir=cache_dir, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError) as error:
         raise ModelNotFoundError(
             f"{source} is neither a directory nor in the local Hugging Face cache ({cache_dir}); "
@@ -335,7 +333,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def load_tokenizer(directory: Path, config: dict[str, Any]) -> Any:
-    """The checkpoint's fast tokenizer; TinyBERT ships only vocab.txt and a config without model_type."""
+    """The checkpoint's fast tokenizer; TinyBERT ships vocab.txt and no model_type."""
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
         raise ModelFileError(f"{directory} has no tokenizer files (tokenizer.json or vocab.txt)")
     from transformers import AutoTokenizer, BertTokenizerFast

@@ -113,7 +113,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path} is not valid JSON: {error}") from error
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ArtifactError(
-            f"{path} has schema version {manifest.get('schema_version')!r}; this bertc reads {SCHEMA_VERSION}"
+            f"{path} has schema version {manifest.get('schema_version')!r}; "
+            f"this bertc reads {SCHEMA_VERSION}"
         )
     return manifest
 

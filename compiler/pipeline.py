@@ -65,7 +65,7 @@ def _silent(stage: str) -> None:
 def compile_model(
     source: str, out_dir: Path, options: CompileOptions, progress: Progress = _silent
 ) -> CompileResult:
-    """Build the artifact in a temporary sibling of `out_dir` and rename it into place at the end."""
+    """Build the artifact in a temporary sibling of `out_dir`, then rename it into place."""
     out_dir = Path(out_dir)
     target = get_target(options.target)
     if out_dir.exists() and not options.overwrite:

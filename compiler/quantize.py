@@ -30,14 +30,14 @@ class QuantizationMode(str, enum.Enum):
 
 # Why an op type stays fp32 in bertc's BERT-safe recipe; only types present in a graph are reported.
 FP32_REASONS: Mapping[str, str] = {
-    "LayerNormalization": "normalisation statistics need fp32; its input carries BERT's outlier channels",
+    "LayerNormalization": "its statistics need fp32; its input carries BERT's outlier channels",
     "Softmax": "attention probabilities span orders of magnitude that 8 bits cannot hold",
     "Erf": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
     "Gelu": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
     "Add": "residual additions carry the outlier channels (Bondarenko et al., 2021)",
     "Tanh": "the pooler's non-linearity is tiny and runs once per sequence",
     "Gemm": "the pooler and classifier run once per sequence; fp32 keeps the logits exact",
-    "MatMul": "activation-by-activation products (attention scores and context) have no weight to quantize",
+    "MatMul": "attention's activation-by-activation products have no weight to quantize",
     "Gather": "the token-type table is tiny; word and position embeddings are quantized",
     "Div": "attention scaling is one division per score",
     "Mul": "element-wise scaling is memory-bound; int8 gains nothing",
@@ -138,7 +138,9 @@ def ffn_output_activations(model: onnx.ModelProto) -> list[str]:
     return sorted(
         node.input[0]
         for node in model.graph.node
-        if node.op_type == "MatMul" and node.input[1] in constants and comes_from_gelu(node.input[0], 0)
+        if node.op_type == "MatMul"
+        and node.input[1] in constants
+        and comes_from_gelu(node.input[0], 0)
     )
 
 

@@ -66,7 +66,7 @@ def quantize_with_nncf(model, request: BuildRequest):
 
 
 def classify_openvino_ops(model) -> tuple[dict[str, int], dict[str, int]]:
-    """INT8 ops read a FakeQuantize output or an int8/uint8 constant (via Convert); others are fp."""
+    """INT8 ops read a FakeQuantize output or an int8/uint8 constant (via Convert)."""
     int8: Counter[str] = Counter()
     floating: Counter[str] = Counter()
     for op in model.get_ordered_ops():

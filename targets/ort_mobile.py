@@ -93,7 +93,8 @@ class OrtMobileTarget(Target):
         runtime = {
             "name": "onnxruntime",
             "version": onnxruntime_version(),
-            "format": "ORT (no backward-compatibility promise: load with this onnxruntime version or newer)",
+            "format": "ORT (no backward-compatibility promise: load it with this onnxruntime "
+            "version or newer)",
             "model": ORT_MODEL_FILE,
             "operator_config": OPERATOR_CONFIG_FILE,
             "operator_domains": domains,
