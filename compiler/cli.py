@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from bertc.compiler.errors import BertcError, UsageError
-from bertc.compiler.quantize import QuantizationMode
+from bertc.compiler.quantize import QuantizationMode, Recipe
 from rich.console import Console
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stderr = Console(stderr=True)
-stdout = Console()
+stdout = Console(soft_wrap=True)
 
 UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
 
@@ -43,7 +43,7 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for name in ("nncf", "transformers", "onnxruntime", "ort_format_model", "root"):
+    for name in ("nncf", "transformers", "onnxruntime", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -65,6 +65,9 @@ def compile_command(
     quantization: Annotated[
         QuantizationMode, typer.Option(help="INT8 mode.")
     ] = QuantizationMode.STATIC,
+    recipe: Annotated[
+        Recipe, typer.Option(help="bert-safe, or the quantizer's bare defaults to compare with.")
+    ] = Recipe.BERT_SAFE,
     calibration_samples: Annotated[
         int, typer.Option(help="Train sentences used to calibrate static INT8.")
     ] = 300,
@@ -95,6 +98,7 @@ def compile_command(
         task=task,
         data_dir=data_dir,
         quantization=quantization,
+        recipe=recipe,
         calibration_samples=calibration_samples,
         max_sequence_length=max_sequence_length,
         allow_pickle=allow_pickle,

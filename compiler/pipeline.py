@@ -27,7 +27,7 @@ from bertc.compiler.manifest import (
     toolchain_versions,
     write_manifest,
 )
-from bertc.compiler.quantize import QuantizationMode
+from bertc.compiler.quantize import QuantizationMode, Recipe
 from bertc.targets import BuildRequest, get_target
 
 DEFAULT_CALIBRATION_SAMPLES = 300
@@ -45,6 +45,7 @@ class CompileOptions:
     task: str | None = None
     data_dir: Path | None = None
     quantization: QuantizationMode = QuantizationMode.STATIC
+    recipe: Recipe = Recipe.BERT_SAFE
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
     parity_tolerance: float = DEFAULT_PARITY_ATOL
@@ -93,7 +94,9 @@ def compile_model(
         graph = check_parity(loaded, graph, options.parity_tolerance)
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
-        build = target.build(graph, BuildRequest(options.quantization, inputs, work), artifact)
+        build = target.build(
+            graph, BuildRequest(options.quantization, inputs, work, options.recipe), artifact
+        )
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
         manifest = build_manifest(

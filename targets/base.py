@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from bertc.compiler.errors import UsageError
 from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import QuantizationMode, QuantizationSummary
+from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
 
 # Adding a runtime: one module that registers itself, and one line here.
 TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")
@@ -27,6 +27,7 @@ class BuildRequest:
     mode: QuantizationMode
     calibration_inputs: Sequence[Mapping[str, np.ndarray]]
     work_dir: Path
+    recipe: Recipe = Recipe.BERT_SAFE
 
 
 @dataclass(frozen=True)

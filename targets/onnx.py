@@ -27,7 +27,7 @@ def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
             path, graph.input_names, graph.output_names, graph.opset, graph.parity
         ), None
     return quantize_onnx_runtime(
-        graph, path, request.mode, request.calibration_inputs, request.work_dir
+        graph, path, request.mode, request.calibration_inputs, request.work_dir, request.recipe
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from bertc.compiler.errors import QuantizationError, TargetBuildError
 from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary
+from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary, Recipe
 from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
 
 MODEL_XML = "model.xml"
@@ -50,6 +50,8 @@ def quantize_with_nncf(model, request: BuildRequest):
             if not request.calibration_inputs:
                 raise QuantizationError("static quantization needs calibration samples")
             samples = [dict(sample) for sample in request.calibration_inputs]
+            if request.recipe is Recipe.LIBRARY_DEFAULTS:
+                return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
             return nncf.quantize(
                 model,
                 nncf.Dataset(samples),
@@ -107,19 +109,21 @@ def summarise_openvino(model, request: BuildRequest) -> QuantizationSummary:
         if _OV_TO_ONNX_TYPES.get(kind) in FP32_REASONS
     }
     static = request.mode is QuantizationMode.STATIC
-    settings = (
-        {
+    defaults = request.recipe is Recipe.LIBRARY_DEFAULTS
+    if static and defaults:
+        settings: dict[str, Any] = {"api": "nncf.quantize", "model_type": "none (NNCF default)"}
+    elif static:
+        settings = {
             "api": "nncf.quantize",
             "model_type": "TRANSFORMER",
             "preset": "MIXED (default for transformers)",
         }
-        if static
-        else {"api": "nncf.compress_weights", "mode": "INT8_ASYM"}
-    )
+    else:
+        settings = {"api": "nncf.compress_weights", "mode": "INT8_ASYM"}
     settings["inference_precision_hint"] = INFERENCE_PRECISION
     return QuantizationSummary(
         mode=request.mode.value,
-        recipe="nncf-transformer" if static else "nncf-int8-weights",
+        recipe=request.recipe.value,
         tool=f"nncf {nncf.__version__}",
         calibration_samples=len(request.calibration_inputs) if static else 0,
         int8_ops=int8_ops,

@@ -12,6 +12,7 @@ The operator config names every op the model needs, and the manifest repeats it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) ->
     """Write the ORT-format model and its reduced-build operator config; return the config lines."""
     import onnxruntime
     from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    # Its logger is set to DEBUG when imported and logs an INFO line per config written.
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
 
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

@@ -28,7 +28,7 @@ from bertc.compiler.errors import (
 )
 from bertc.compiler.manifest import check_integrity, read_manifest
 from bertc.compiler.pipeline import CompileOptions, compile_model
-from bertc.compiler.quantize import QuantizationMode
+from bertc.compiler.quantize import QuantizationMode, Recipe
 from bertc.compiler.report import render_markdown, render_table, report_to_json
 from bertc.compiler.verify import (
     MetricDelta,
@@ -513,3 +513,23 @@ def test_real_minilm_sst2_artifact_agrees_with_fp32_and_is_small(
     assert report.gate.passed, report.gate.message
     assert report.agreement.rate >= 0.99
     assert manifest["size"]["ratio_to_fp32_onnx"] <= 0.27
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_real_minilm_sst2_gate_fails_on_the_library_default_recipe(
+    tmp_path: Path, target: str
+) -> None:
+    """The deliberately poor recipe (the quantizer's bare defaults: per-tensor int8 activations
+    everywhere for ORT, no transformer model type for NNCF) really loses accuracy on MiniLM-L6
+    SST-2, and the gate says so; the bert-safe recipe passes (test above)."""
+    assets = _assets()
+    model, glue = assets / "models" / "minilm-l6-sst2", assets / "glue"
+    if not (model / "model.safetensors").is_file() or not (glue / "SST-2" / "dev.tsv").is_file():
+        pytest.skip(f"minilm-l6-sst2 or GLUE SST-2 not found under {assets}; set BERTC_ASSETS")
+    artifact = _compile(model, tmp_path / target, target, glue, recipe=Recipe.LIBRARY_DEFAULTS)
+    assert read_manifest(artifact)["quantization"]["recipe"] == "library-defaults"
+    with pytest.raises(GateFailedError, match="gate failed: sst2 accuracy dropped"):
+        verify_artifact(artifact, "sst2", data_dir=glue, max_drop=0.5, threads=2)
+    data = json.loads((artifact / "reports" / "verify-sst2.json").read_text(encoding="utf-8"))
+    assert data["metrics"][0]["delta_points"] < -0.5
+    assert data["metrics"][0]["ci_high_points"] < 0  # a real loss, not dev-set noise
