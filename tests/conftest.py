@@ -102,3 +102,18 @@ def bertc_cli() -> Callable:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_classifier: Path, glue_data_dir: Path):
+    """The tiny dev sentences as one padded batch, and PyTorch fp32's logits for them."""
+    import torch
+    from bertc.compiler.export import encode
+    from bertc.compiler.loading import load_model
+    from model_factory import read_sst2_dev
+
+    loaded = load_model(str(tiny_classifier))
+    batch = encode(loaded, [text for text, _ in read_sst2_dev(glue_data_dir)], padding_to=None)
+    with torch.no_grad():
+        logits = loaded.module(*(torch.from_numpy(batch[name]) for name in loaded.input_names))
+    return batch, logits.numpy()

@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import torch
 from bertc.compiler.errors import QuantizationError
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, encode, export_onnx
 from bertc.compiler.loading import load_model
@@ -25,7 +24,7 @@ from bertc.compiler.quantize import (
     classify_onnx_ops,
     quantize_onnx_runtime,
 )
-from model_factory import TINY_CONFIG, read_sst2_dev
+from model_factory import TINY_CONFIG
 
 LAYERS = TINY_CONFIG["num_hidden_layers"]
 WEIGHT_MATMULS_PER_LAYER = 6  # query, key, value, attention output, intermediate, output
@@ -57,16 +56,6 @@ class Graph:
         if producer is None or producer.op_type != "DequantizeLinear":
             return None
         return self.initializers.get(producer.input[0])
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_classifier: Path, glue_data_dir: Path):
-    """The dev sentences as one padded batch, and PyTorch fp32's logits for them."""
-    loaded = load_model(str(tiny_classifier))
-    batch = encode(loaded, [text for text, _ in read_sst2_dev(glue_data_dir)], padding_to=None)
-    with torch.no_grad():
-        logits = loaded.module(*(torch.from_numpy(batch[name]) for name in loaded.input_names))
-    return batch, logits.numpy()
 
 
 def run_onnx(path: Path, batch: dict[str, np.ndarray]) -> np.ndarray:

@@ -10,30 +10,18 @@ import numpy as np
 import onnxruntime
 import openvino
 import pytest
-import torch
 from artifact_readers import ort_model_op_types, ort_model_operators
 from bertc.compiler.errors import UsageError
-from bertc.compiler.export import encode
-from bertc.compiler.loading import load_model
 from bertc.targets import get_target, target_names
 from bertc.targets.openvino import classify_openvino_ops
 from bertc.targets.ort_mobile import operator_lines
-from model_factory import TINY_CONFIG, read_sst2_dev
+from model_factory import TINY_CONFIG
 
 TARGETS = ("onnx", "ort-mobile", "openvino")
 LAYERS = TINY_CONFIG["num_hidden_layers"]
 WEIGHT_MATMULS = 6 * LAYERS
 INT8_LOGIT_ATOL = 0.05  # the tiny classifier's margins are about 5
 FP32_ATOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_classifier: Path, glue_data_dir: Path):
-    loaded = load_model(str(tiny_classifier))
-    batch = encode(loaded, [text for text, _ in read_sst2_dev(glue_data_dir)], padding_to=None)
-    with torch.no_grad():
-        logits = loaded.module(*(torch.from_numpy(batch[name]) for name in loaded.input_names))
-    return batch, logits.numpy()
 
 
 def test_registry_names_every_target_and_refuses_others() -> None:
