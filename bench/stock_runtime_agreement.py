@@ -1,4 +1,4 @@
-"""Label agreement of bertc artifacts with fp32 PyTorch, each artifact run by its stock runtime alone.
+"""Label agreement of bertc artifacts with fp32 PyTorch, each run by its stock runtime alone.
 
 No bertc import: the artifact is read the way an app reads it (the `tokenizers` library on the
 artifact's tokenizer.json, then `openvino` or `onnxruntime`), so a pass here means the artifact
