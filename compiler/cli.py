@@ -238,6 +238,32 @@ def verify_command(
     raise_if_gate_failed(report)
 
 
+@app.command("pack")
+def pack_command(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory to pack for download.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Pack file (default: ARTIFACT.bertcpack).")
+    ] = None,
+) -> None:
+    """One download file: each file as a zero-bitmap + non-zero bytes, deflated (lossless)."""
+    from bertc.compiler.packing import pack_artifact
+
+    pack = pack_artifact(artifact, out)
+    raw = sum(path.stat().st_size for path in artifact.rglob("*") if path.is_file())
+    stdout.print(f"packed {artifact} ({raw:,} bytes) → {pack} ({pack.stat().st_size:,} bytes)")
+
+
+@app.command("unpack")
+def unpack_command(
+    pack: Annotated[Path, typer.Argument(help="A .bertcpack file.")],
+    out: Annotated[Path, typer.Option(help="Artifact directory to create.")],
+) -> None:
+    """Restore an artifact from its pack, checked file by file against its manifest."""
+    from bertc.compiler.packing import unpack_artifact
+
+    stdout.print(f"unpacked {pack} → {unpack_artifact(pack, out)} (integrity ok)")
+
+
 @app.command("inspect")
 def inspect_command(
     path: Annotated[
