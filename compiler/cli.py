@@ -238,6 +238,63 @@ def verify_command(
     raise_if_gate_failed(report)
 
 
+@app.command("prune")
+def prune_command(
+    model: Annotated[str, typer.Argument(help="Cached hub id or checkpoint directory.")],
+    pattern: Annotated[
+        str, typer.Option(help="1:2, 2:4, 4:8 (along the input), unstructured:S or block:4x1.")
+    ],
+    task: Annotated[str, typer.Option(help="GLUE task to fine-tune and score on (e.g. sst2).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to create.")],
+    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder.")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Fine-tuning steps (default: 1 epoch).")
+    ] = None,
+    train_samples: Annotated[int | None, typer.Option(help="Seeded train sample size.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 5e-5,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, order and dropout.")] = 0,
+    max_sequence_length: Annotated[int, typer.Option(help="Truncation length.")] = 128,
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print prune.json.")] = False,
+) -> None:
+    """Magnitude-prune the encoder's Linear layers, fine-tune with the masks held, save."""
+    from bertc.compiler.prune import PruneOptions, prune_model
+
+    options = PruneOptions(
+        pattern=pattern,
+        task=task,
+        data_dir=data_dir,
+        max_steps=max_steps,
+        train_samples=train_samples,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        max_sequence_length=max_sequence_length,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+    )
+    with stderr.status("pruning") as status, contextlib.redirect_stdout(sys.stderr):
+        result = prune_model(model, out, options, progress=lambda message: _stage(status, message))
+    if as_json:
+        print(json.dumps(result.report, indent=2, sort_keys=True))
+        return
+    stdout.print(
+        f"[green]pruned[/green] {model} → {result.out_dir} ({result.pattern.text}, encoder "
+        f"sparsity {result.encoder_sparsity:.1%}, {result.steps} steps, "
+        f"{result.wall_time_s:.0f} s)"
+    )
+    for key in ("dense", "pruned_before_finetune", "pruned_after_finetune"):
+        scores = result.dev_metrics.get(key)
+        text = (
+            ", ".join(f"{name} {value:.4f}" for name, value in scores.items()) if scores else "n/a"
+        )
+        stdout.print(f"  {key.replace('_', ' ')}: {text}")
+    for note in result.notes:
+        stdout.print(f"  note: {note}")
+
+
 @app.command("pack")
 def pack_command(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory to pack for download.")],

@@ -13,7 +13,8 @@ from typing import Any
 
 from bertc.compiler.errors import ModelFileError
 from bertc.compiler.loading import find_weight_files, read_config, resolve_source
-from bertc.compiler.manifest import MANIFEST_FILE, check_integrity, read_manifest
+from bertc.compiler.manifest import MANIFEST_FILE, check_integrity, read_manifest, to_jsonable
+from bertc.compiler.sparsity import is_encoder_linear_weight, matrix_sparsity, summarise
 
 _LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
@@ -41,6 +42,7 @@ def inspect_artifact(directory: Path) -> dict[str, Any]:
         "size": manifest["size"],
         "parity": manifest["parity"],
         "quantization": manifest.get("quantization"),
+        "sparsity": manifest.get("sparsity"),
         "integrity": "ok",
     }
 
@@ -55,7 +57,8 @@ def layer_group(tensor_name: str) -> str:
 
 
 def inspect_checkpoint(source: str) -> dict[str, Any]:
-    """Parameters, bytes, dtype and zero fraction per layer, from the weights alone."""
+    """Parameters, bytes, dtype and zero fraction per layer, and each encoder weight matrix's
+    sparsity pattern, from the weights alone."""
     from safetensors import safe_open
 
     directory = resolve_source(source)
@@ -63,6 +66,7 @@ def inspect_checkpoint(source: str) -> dict[str, Any]:
     groups: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"parameters": 0, "bytes": 0, "zeros": 0, "dtypes": set()}
     )
+    matrices = []
     for weight_file in find_weight_files(directory, allow_pickle=False):
         try:
             with safe_open(str(weight_file), framework="pt") as handle:
@@ -73,6 +77,8 @@ def inspect_checkpoint(source: str) -> dict[str, Any]:
                     group["bytes"] += tensor.numel() * tensor.element_size()
                     group["zeros"] += int((tensor == 0).sum()) if tensor.is_floating_point() else 0
                     group["dtypes"].add(str(tensor.dtype).removeprefix("torch."))
+                    if is_encoder_linear_weight(name, tensor.dim()):
+                        matrices.append(matrix_sparsity(name, tensor.float().numpy()))
         except (OSError, RuntimeError, ValueError) as error:
             raise ModelFileError(f"{weight_file} is not readable: {error}") from error
     layers = [
@@ -97,6 +103,7 @@ def inspect_checkpoint(source: str) -> dict[str, Any]:
         "layers": layers,
         "parameters": total,
         "sparsity": round(zeros / total, 4) if total else 0.0,
+        "weight_sparsity": to_jsonable(summarise(matrices)),
         "quantization": None,
     }
 
@@ -120,7 +127,7 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
                 f"{layer['sparsity']:.1%}",
                 layer["dtype"],
             )
-        return [table]
+        return [table, *render_weight_sparsity(inspection["weight_sparsity"])]
     files = Table(
         title=f"{inspection['path']} → {inspection['target']} (integrity {inspection['integrity']})"
     )
@@ -150,7 +157,44 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
             )
         renderables.append(ops)
     size = inspection["size"]
-    renderables.append(
-        f"model bytes {size['model_bytes']:,} ({size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX)"
-    )
+    line = f"model bytes {size['model_bytes']:,} ({size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX)"
+    if "zlib6_bytes" in size:
+        line += f", {size['zlib6_bytes']:,} compressed (zlib 6)"
+    renderables.append(line)
+    sparsity = inspection.get("sparsity")
+    if sparsity:
+        line = _sparsity_line(sparsity)
+        int8 = sparsity.get("int8")
+        if int8:
+            kept = "kept all" if int8["all_zeros_kept"] else "did NOT keep all"
+            line += (
+                f"; INT8 {kept} of them ({int8['fp32_zeros_kept']:,} of {int8['fp32_zeros']:,}) "
+                f"and rounded {int8['rounded_to_zero']:,} small weights to zero"
+            )
+        renderables.append(line)
     return renderables
+
+
+def render_weight_sparsity(report: dict[str, Any]) -> list[Any]:
+    """A row per encoder weight matrix, and the model's summary line."""
+    from rich.table import Table
+
+    table = Table(title="encoder weight matrices")
+    for column in ("matrix", "shape", "zeros", "sparsity", "pattern"):
+        table.add_column(column, justify="left" if column in ("matrix", "pattern") else "right")
+    for matrix in report["matrices"]:
+        table.add_row(
+            matrix["name"],
+            "x".join(str(size) for size in matrix["shape"]),
+            f"{matrix['zeros']:,}",
+            f"{matrix['sparsity']:.1%}",
+            matrix["pattern"],
+        )
+    return [table, _sparsity_line(report)]
+
+
+def _sparsity_line(report: dict[str, Any]) -> str:
+    return (
+        f"encoder weights: {report['zeros']:,} of {report['parameters']:,} zero "
+        f"({report['sparsity']:.1%}), pattern {report['pattern']}"
+    )

@@ -22,6 +22,7 @@ from bertc.compiler.errors import (
 )
 from bertc.compiler.families import ModelFamily, check_supported, detect_family
 from bertc.compiler.hashing import sha256_file
+from bertc.compiler.sparsity import SparsityReport, analyse_module
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -63,6 +64,7 @@ class LoadedModel:
     weight_files: tuple[WeightFile, ...]
     max_sequence_length: int
     notes: tuple[str, ...]
+    sparsity: SparsityReport
 
 
 class ClassifierForExport(torch.nn.Module):
@@ -270,6 +272,7 @@ def load_model(
         weight_files=tuple(weight_files),
         max_sequence_length=min(max_sequence_length, position_limit),
         notes=tuple(notes),
+        sparsity=analyse_module(wrapper),
     )
 
 

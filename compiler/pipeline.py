@@ -24,10 +24,12 @@ from bertc.compiler.manifest import (
     SCHEMA_VERSION,
     describe_files,
     host_description,
+    to_jsonable,
     toolchain_versions,
     write_manifest,
 )
 from bertc.compiler.quantize import QuantizationMode, Recipe
+from bertc.compiler.sparsity import zlib_compressed_bytes
 from bertc.targets import BuildRequest, get_target
 
 DEFAULT_CALIBRATION_SAMPLES = 300
@@ -160,6 +162,8 @@ def build_manifest(
 ) -> dict[str, Any]:
     files = describe_files(artifact)
     model_bytes = sum(files[name]["bytes"] for name in build.model_files)
+    # Each model file compressed on its own and summed: what a zip or gzip'd download costs.
+    zlib_bytes = sum(zlib_compressed_bytes(artifact / name, 6) for name in build.model_files)
     fp32_bytes = graph.path.stat().st_size
     return {
         "schema_version": SCHEMA_VERSION,
@@ -206,6 +210,13 @@ def build_manifest(
             "model_bytes": model_bytes,
             "fp32_onnx_bytes": fp32_bytes,
             "ratio_to_fp32_onnx": round(model_bytes / fp32_bytes, 4),
+            "zlib6_bytes": zlib_bytes,
+            "zlib6_ratio_to_model_bytes": round(zlib_bytes / model_bytes, 4),
+            "zlib6_method": "each model file compressed on its own with zlib level 6, summed",
+        },
+        "sparsity": {
+            **to_jsonable(loaded.sparsity),
+            "int8": to_jsonable(build.int8_weight_zeros),
         },
         "files": files,
         "reproducibility": reproducibility,

@@ -13,6 +13,7 @@ import numpy as np
 from bertc.compiler.errors import UsageError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
+from bertc.compiler.sparsity import Int8WeightZeros
 
 # Adding a runtime: one module that registers itself, and one line here.
 TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")
@@ -38,6 +39,8 @@ class TargetBuild:
     quantization: QuantizationSummary | None
     runtime: Mapping[str, Any]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Zeros of each INT8 MatMul weight beside the fp32 weight's; None when nothing is INT8.
+    int8_weight_zeros: Int8WeightZeros | None = None
 
 
 class Runner(Protocol):

@@ -9,6 +9,7 @@ from typing import Any
 
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
+from bertc.compiler.sparsity import onnx_int8_weight_zeros
 from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
 
@@ -37,14 +38,15 @@ class OnnxTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         name = MODEL_FILE_NAMES[request.mode]
-        _, summary = quantized_onnx(graph, request, out_dir / name)
+        quantized, summary = quantized_onnx(graph, request, out_dir / name)
+        zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
         runtime = {
             "name": "onnxruntime",
             "version": onnxruntime_version(),
             "opset": graph.opset,
             "model": name,
         }
-        return TargetBuild((name,), summary, runtime)
+        return TargetBuild((name,), summary, runtime, int8_weight_zeros=zeros)
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

@@ -20,6 +20,7 @@ import numpy as np
 from bertc.compiler.errors import QuantizationError, TargetBuildError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary, Recipe
+from bertc.compiler.sparsity import openvino_int8_weight_zeros
 from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
 
 MODEL_XML = "model.xml"
@@ -152,11 +153,9 @@ class OpenVinoTarget(Target):
         compressed = quantize_with_nncf(model, request)
         # fp32 constants stay fp32: fp16 compression of the float parts buys little next to INT8.
         openvino.save_model(compressed, str(out_dir / MODEL_XML), compress_to_fp16=False)
-        summary = (
-            None
-            if request.mode is QuantizationMode.NONE
-            else summarise_openvino(compressed, request)
-        )
+        quantized = request.mode is not QuantizationMode.NONE
+        summary = summarise_openvino(compressed, request) if quantized else None
+        zeros = openvino_int8_weight_zeros(graph.path, compressed) if quantized else None
         runtime = {
             "name": "openvino",
             "version": openvino.get_version(),
@@ -165,7 +164,7 @@ class OpenVinoTarget(Target):
             "device": "CPU",
             "compile_config": COMPILE_CONFIG,
         }
-        return TargetBuild((MODEL_XML, MODEL_BIN), summary, runtime)
+        return TargetBuild((MODEL_XML, MODEL_BIN), summary, runtime, int8_weight_zeros=zeros)
 
     def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None):
         runtime = manifest["runtime"]

@@ -238,6 +238,12 @@ def test_real_config_compiles_for_every_target(
     if name == "bert-base-sparse-1_2":
         assert manifest["source"]["family"] == "bert"
         assert manifest["model"]["head"] == "encoder"  # BertForMaskedLM compiles as an encoder
+        sparsity = manifest["sparsity"]
+        assert len(sparsity["matrices"]) == 6 * layers
+        assert {matrix["pattern"] for matrix in sparsity["matrices"]} == {"1:2"}
+        assert sparsity["pattern"] == "1:2" and sparsity["zeros"] * 2 == sparsity["parameters"]
+        int8 = sparsity["int8"]
+        assert int8["all_zeros_kept"] and int8["fp32_zeros_kept"] == sparsity["zeros"]
 
 
 # ---- heads and storage variants
