@@ -105,7 +105,7 @@ def compile_model(
             loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
         )
         write_manifest(artifact, manifest)
-        _move_into_place(artifact, out_dir, options.overwrite)
+        move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CompileResult(out_dir, manifest)
@@ -224,7 +224,7 @@ def build_manifest(
     }
 
 
-def _move_into_place(artifact: Path, out_dir: Path, overwrite: bool) -> None:
+def move_into_place(artifact: Path, out_dir: Path, overwrite: bool) -> None:
     """Rename the finished artifact to `out_dir`; an old one is moved aside first, then removed."""
     if out_dir.exists() and overwrite:
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

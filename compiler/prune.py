@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import re
 import shutil
@@ -52,6 +51,7 @@ from bertc.compiler.loading import (
     read_tensor_names_and_dtype,
     resolve_source,
 )
+from bertc.compiler.pipeline import move_into_place
 
 Progress = Callable[[str], None]
 
@@ -447,16 +447,6 @@ def _save_checkpoint(model, tokenizer, task: GlueTask, directory: Path, max_leng
     tokenizer.save_pretrained(str(directory))
 
 
-def _move_into_place(staging: Path, out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and overwrite:
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(staging, out_dir)
-
-
 # ---- the entry point ----
 
 
@@ -536,7 +526,7 @@ def prune_model(
         (staging / REPORT_FILE).write_text(
             json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
-        _move_into_place(staging, out_dir, options.overwrite)
+        move_into_place(staging, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return PruneResult(
