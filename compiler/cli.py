@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,7 +31,9 @@ app = typer.Typer(
 stderr = Console(stderr=True)
 stdout = Console(soft_wrap=True)
 
-UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
+UNEXPECTED_ERROR_EXIT = 70
+
+Progress = Callable[[str], None]  # EX_SOFTWARE: a bug, not a bad input
 
 
 def _quiet_libraries() -> None:
@@ -104,9 +107,8 @@ def compile_command(
         allow_pickle=allow_pickle,
         overwrite=overwrite,
     )
-    # Libraries print progress to stdout (NNCF's bars and log); stdout is for the result alone.
-    with stderr.status("compiling") as status, contextlib.redirect_stdout(sys.stderr):
-        result = compile_model(model, out, options, progress=lambda stage: _stage(status, stage))
+    with _progress("compiling") as progress:
+        result = compile_model(model, out, options, progress=progress)
     manifest = json.loads((result.artifact_dir / "manifest.json").read_text(encoding="utf-8"))
     if not as_json:
         _print_compile_summary(result.artifact_dir, manifest)
@@ -136,6 +138,18 @@ STAGE_LABELS = {
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
 }
+
+
+@contextlib.contextmanager
+def _progress(label: str, stage_labels: dict[str, str] | None = None) -> Iterator[Progress]:
+    """A status line on stderr and a `progress(stage)` callback for a long command.
+
+    Libraries print progress to stdout (NNCF's bars and log); stdout is for the result alone,
+    so it is sent to stderr while the command runs.
+    """
+    labels = stage_labels or {}
+    with stderr.status(label) as status, contextlib.redirect_stdout(sys.stderr):
+        yield lambda stage: _stage(status, labels.get(stage, stage))
 
 
 def _stage(status: Any, stage: str) -> None:
@@ -175,14 +189,14 @@ def _run_verify(
     from bertc.compiler.verify import STAGE_LABELS as VERIFY_STAGES
     from bertc.compiler.verify import verify_artifact
 
-    with stderr.status("verifying") as status, contextlib.redirect_stdout(sys.stderr):
+    with _progress("verifying", VERIFY_STAGES) as progress:
         report = verify_artifact(
             artifact,
             task,
             data_dir=data_dir,
             max_drop=max_drop,
             raise_on_gate_failure=False,
-            progress=lambda stage: _stage(status, VERIFY_STAGES.get(stage, stage)),
+            progress=progress,
             **options,
         )
     if as_json:
@@ -275,8 +289,8 @@ def prune_command(
         allow_pickle=allow_pickle,
         overwrite=overwrite,
     )
-    with stderr.status("pruning") as status, contextlib.redirect_stdout(sys.stderr):
-        result = prune_model(model, out, options, progress=lambda message: _stage(status, message))
+    with _progress("pruning") as progress:
+        result = prune_model(model, out, options, progress=progress)
     if as_json:
         print(json.dumps(result.report, indent=2, sort_keys=True))
         return
