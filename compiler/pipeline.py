@@ -97,7 +97,11 @@ def compile_model(
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
         build = target.build(
-            graph, BuildRequest(options.quantization, inputs, work, options.recipe), artifact
+            graph,
+            BuildRequest(
+                options.quantization, inputs, work, options.recipe, loaded.max_sequence_length
+            ),
+            artifact,
         )
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)

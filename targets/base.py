@@ -29,6 +29,7 @@ class BuildRequest:
     calibration_inputs: Sequence[Mapping[str, np.ndarray]]
     work_dir: Path
     recipe: Recipe = Recipe.BERT_SAFE
+    max_sequence_length: int = 128
 
 
 @dataclass(frozen=True)

@@ -139,3 +139,57 @@ def test_openvino_matmuls_are_int8_as_the_manifest_says(openvino_artifact) -> No
     assert floating_ops["MVN"] == 1 + 2 * LAYERS  # LayerNorms stay in floating point
     assert summary.tool == f"nncf {__import__('nncf').__version__}"
     assert summary.settings["model_type"] == "TRANSFORMER"
+
+
+def test_openvino_manifest_lists_power_of_two_buckets_up_to_the_maximum_length(
+    openvino_artifact,
+) -> None:
+    policy = openvino_artifact.manifest["runtime"]["static_shapes"]
+    maximum = openvino_artifact.manifest["model"]["max_sequence_length"]
+    assert policy["batch"] == 1
+    assert policy["sequence_buckets"][0] == 16
+    assert policy["sequence_buckets"][-1] == maximum
+    powers = policy["sequence_buckets"][:-1]
+    assert all(b == 2 * a for a, b in zip(powers, powers[1:], strict=False))
+
+
+def single_inputs(batch: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Each row of a padded batch cut back to its real length, as an app feeds one input."""
+    lengths = batch["attention_mask"].sum(axis=1)
+    return [
+        {name: value[row : row + 1, :length] for name, value in batch.items()}
+        for row, length in enumerate(lengths)
+    ]
+
+
+def test_openvino_single_inputs_on_static_buckets_match_the_dynamic_model(
+    openvino_artifact, reference
+) -> None:
+    artifact, manifest = openvino_artifact.artifact_dir, openvino_artifact.manifest
+    bucketed = get_target("openvino").load(artifact, manifest)
+    runtime = manifest["runtime"]
+    dynamic_only = type(bucketed)(artifact / runtime["model"], runtime["compile_config"])
+    batch, _ = reference
+    for single in single_inputs(batch):
+        expected = dynamic_only.run(single)[0]
+        np.testing.assert_allclose(bucketed.run(single)[0], expected, atol=1e-4)
+    lengths = {value["input_ids"].shape[1] for value in single_inputs(batch)}
+    used = {bucket for bucket in bucketed.sequence_buckets if bucket in bucketed._static}
+    assert used == {min(b for b in bucketed.sequence_buckets if b >= n) for n in lengths}
+
+
+def test_openvino_bucketed_encoder_outputs_keep_the_real_sequence_length(
+    compile_once, tiny_encoder: Path
+) -> None:
+    result = compile_once(tiny_encoder, "openvino", quantization="none", task=None)
+    runner = get_target("openvino").load(result.artifact_dir, result.manifest)
+    ids = np.array([[101, 7592, 2088, 102, 2023]], dtype=np.int64)
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": np.ones_like(ids),
+        "token_type_ids": np.zeros_like(ids),
+    }
+    hidden = runner.run(inputs)[0]
+    assert hidden.shape[:2] == (1, 5)
+    dynamic = runner._infer(runner.compiled, runner.request, inputs)[0]
+    np.testing.assert_allclose(hidden, dynamic, atol=1e-4)
