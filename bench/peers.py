@@ -32,6 +32,16 @@ def _record(name: str, started: float, **fields) -> dict:
     return {"variant": name, "build_seconds": round(time.perf_counter() - started, 2), **fields}
 
 
+def export_with(
+    model_class, model_dir: Path, out: Path, name: str, file_name: str, runtime: str, recipe: str
+):
+    """The peer's own `from_pretrained(export=True)`, saved under OUT/name, and its record."""
+    started = time.perf_counter()
+    model = model_class.from_pretrained(model_dir, export=True)
+    model.save_pretrained(out / name)
+    return model, _record(name, started, path=f"{name}/{file_name}", runtime=runtime, recipe=recipe)
+
+
 def _session_runs(model_path: Path) -> None:
     """Optimum's quantized O2 graph can fail only when ORT loads it: prove it loads."""
     import onnxruntime
@@ -48,19 +58,16 @@ def build_optimum(model_dir: Path, out: Path) -> list[dict]:
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
 
-    records = []
-    started = time.perf_counter()
-    exported = ORTModelForSequenceClassification.from_pretrained(model_dir, export=True)
-    exported.save_pretrained(out / "optimum-fp32")
-    records.append(
-        _record(
-            "optimum-fp32",
-            started,
-            path="optimum-fp32/model.onnx",
-            runtime="onnxruntime",
-            recipe="optimum-onnx export",
-        )
+    exported, record = export_with(
+        ORTModelForSequenceClassification,
+        model_dir,
+        out,
+        "optimum-fp32",
+        "model.onnx",
+        "onnxruntime",
+        "optimum-onnx export",
     )
+    records = [record]
     started = time.perf_counter()
     ORTOptimizer.from_pretrained(exported).optimize(
         save_dir=out / "optimum-o2", optimization_config=AutoOptimizationConfig.O2()
@@ -75,37 +82,40 @@ def build_optimum(model_dir: Path, out: Path) -> list[dict]:
         )
     )
     qconfig = AutoQuantizationConfig.avx512_vnni(is_static=False, per_channel=False)
-    started = time.perf_counter()
-    try:
-        quantizer = ORTQuantizer.from_pretrained(
-            out / "optimum-o2", file_name="model_optimized.onnx"
+
+    def quantized(source: str, file_name: str, save: str, recipe: str, **fields) -> dict:
+        started = time.perf_counter()
+        quantizer = ORTQuantizer.from_pretrained(out / source, file_name=file_name)
+        quantizer.quantize(save_dir=out / save, quantization_config=qconfig)
+        path = next((out / save).glob("*quantized.onnx"))
+        _session_runs(path)
+        return _record(
+            "optimum-int8",
+            started,
+            path=str(path.relative_to(out)),
+            runtime="onnxruntime",
+            recipe=recipe,
+            **fields,
         )
-        quantizer.quantize(save_dir=out / "optimum-o2-int8", quantization_config=qconfig)
-        quantized = next((out / "optimum-o2-int8").glob("*quantized.onnx"))
-        _session_runs(quantized)
+
+    try:
         records.append(
-            _record(
-                "optimum-int8",
-                started,
-                path=str(quantized.relative_to(out)),
-                runtime="onnxruntime",
-                recipe="O2 + dynamic INT8 (avx512_vnni)",
+            quantized(
+                "optimum-o2",
+                "model_optimized.onnx",
+                "optimum-o2-int8",
+                "O2 + dynamic INT8 (avx512_vnni)",
             )
         )
         return records
     except Exception as error:  # record the peer's failure exactly, then take its fallback
         failure = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
-    started = time.perf_counter()
-    quantizer = ORTQuantizer.from_pretrained(out / "optimum-fp32", file_name="model.onnx")
-    quantizer.quantize(save_dir=out / "optimum-int8", quantization_config=qconfig)
-    quantized = next((out / "optimum-int8").glob("*quantized.onnx"))
     records.append(
-        _record(
+        quantized(
+            "optimum-fp32",
+            "model.onnx",
             "optimum-int8",
-            started,
-            path=str(quantized.relative_to(out)),
-            runtime="onnxruntime",
-            recipe="dynamic INT8 (avx512_vnni) on the unfused export",
+            "dynamic INT8 (avx512_vnni) on the unfused export",
             note=f"O2-fused graph failed: {failure}; fell back to the unfused export",
         )
     )
@@ -123,19 +133,16 @@ def build_optimum_intel(model_dir: Path, calibration: list[dict], out: Path) -> 
         OVQuantizer,
     )
 
-    records = []
-    started = time.perf_counter()
-    model = OVModelForSequenceClassification.from_pretrained(model_dir, export=True)
-    model.save_pretrained(out / "optimum-intel-fp32")
-    records.append(
-        _record(
-            "optimum-intel-fp32",
-            started,
-            path="optimum-intel-fp32/openvino_model.xml",
-            runtime="openvino",
-            recipe="OpenVINO IR export",
-        )
+    model, record = export_with(
+        OVModelForSequenceClassification,
+        model_dir,
+        out,
+        "optimum-intel-fp32",
+        "openvino_model.xml",
+        "openvino",
+        "OpenVINO IR export",
     )
+    records = [record]
     started = time.perf_counter()
     samples = [
         {name: np.asarray(value, dtype=np.int64) for name, value in item.items()}

@@ -25,7 +25,7 @@ COLOURS = {
 def main() -> None:
     results = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    for variant in results["variants"]:
+    for index, variant in enumerate(results["variants"]):
         axis.scatter(
             variant["real_median_ms"],
             100 * variant["agreement"],
@@ -36,7 +36,7 @@ def main() -> None:
             variant["name"],
             (variant["real_median_ms"], 100 * variant["agreement"]),
             textcoords="offset points",
-            xytext=(5, 3),
+            xytext=(5, 4 if index % 2 == 0 else -11),
             fontsize=8,
         )
     context = results["context"]
