@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 from bertc.calibration import Example, get_task, load_examples, sample_examples
-from bertc.compiler.errors import OutputExistsError, UsageError
+from bertc.compiler.errors import (
+    DataError,
+    OutputExistsError,
+    TokenizerConversionError,
+    TokenizerMismatchError,
+    UsageError,
+)
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
 from bertc.compiler.hashing import sha256_file
 from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
@@ -30,7 +36,16 @@ from bertc.compiler.manifest import (
 )
 from bertc.compiler.quantize import QuantizationMode, Recipe
 from bertc.compiler.sparsity import zlib_compressed_bytes
-from bertc.targets import BuildRequest, get_target
+from bertc.compiler.tokenization import (
+    TextPair,
+    TokenizerMode,
+    TokenizerParity,
+    builtin_set,
+    check_tokenizer_parity,
+    describe_mismatch,
+    hard_set,
+)
+from bertc.targets import BuildRequest, TokenizerRequest, get_target
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 CALIBRATION_SEED = 0
@@ -53,6 +68,9 @@ class CompileOptions:
     parity_tolerance: float = DEFAULT_PARITY_ATOL
     allow_pickle: bool = False
     overwrite: bool = False
+    # None: fused, falling back to ids-in (with a note) where the runtime cannot convert it.
+    tokenizer: TokenizerMode | None = None
+    allow_tokenizer_mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,19 +114,111 @@ def compile_model(
         graph = check_parity(loaded, graph, options.parity_tolerance)
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
-        build = target.build(
-            graph, BuildRequest(options.quantization, inputs, work, options.recipe), artifact
+        request = BuildRequest(options.quantization, inputs, work, options.recipe)
+        build, tokenizer = build_with_tokenizer(
+            target, graph, request, artifact, loaded, task_name, options
         )
+        tokenizer_section = {"mode": TokenizerMode.NONE.value, "inputs": "token ids"}
+        if tokenizer is not None:
+            progress("tokenizer")
+            parity = tokenizer_parity(loaded, build, task_name, options)
+            tokenizer_section = {
+                **build.tokenizer,
+                "max_length": loaded.max_sequence_length,
+                "hf_tokenizer": type(loaded.tokenizer).__name__,
+                "parity": parity_section(parity, options.allow_tokenizer_mismatch),
+            }
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
         manifest = build_manifest(
             loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
         )
+        manifest["tokenizer"] = tokenizer_section
+        if options.tokenizer is None and tokenizer is None:
+            manifest["notes"].append(
+                "token ids in: the runtime's converter cannot express this tokenizer "
+                "(tokenizer/ holds the HF files)"
+            )
         write_manifest(artifact, manifest)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CompileResult(out_dir, manifest)
+
+
+def build_with_tokenizer(target, graph, request, artifact, loaded, task_name, options):
+    """The target's build with the tokenizer asked for; (build, TokenizerRequest or None).
+
+    Without --tokenizer the artifact gets a fused tokenizer, and falls back to ids-in (one note
+    in the manifest) only when the runtime's converter cannot express the tokenizer.
+    """
+    mode = TokenizerMode.FUSED if options.tokenizer is None else options.tokenizer
+    if mode is TokenizerMode.NONE:
+        return target.build(graph, request, artifact), None
+    tokenizer = TokenizerRequest(
+        mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task_name)
+    )
+    try:
+        return target.build(graph, _with(request, tokenizer), artifact), tokenizer
+    except TokenizerConversionError:
+        if options.tokenizer is not None:
+            raise
+    for leftover in artifact.iterdir():
+        leftover.unlink()
+    return target.build(graph, request, artifact), None
+
+
+def is_pair_task(task_name: str | None) -> bool:
+    """Pair tasks (MRPC, RTE, QNLI, MNLI, QQP, STS-B, WNLI) feed the tokenizer two texts."""
+    return bool(task_name) and len(get_task(task_name).text_columns) == 2
+
+
+def tokenizer_parity(
+    loaded: LoadedModel, build, task_name: str | None, options: CompileOptions
+) -> TokenizerParity:
+    """In-graph ids vs HF ids on dev sentences (or the built-in set) and the hard set; gate."""
+    pair = is_pair_task(task_name)
+    sets: dict[str, list[TextPair]] = {}
+    if task_name:
+        try:
+            dev = load_examples(get_task(task_name), "dev", options.data_dir)
+            sets[f"{get_task(task_name).name}-dev"] = [(e.text_a, e.text_b) for e in dev]
+        except DataError:
+            pass
+    if not sets:
+        sets["builtin"] = builtin_set(pair)
+    sets["hard"] = hard_set(pair)
+    parity = check_tokenizer_parity(
+        loaded.tokenizer, build.in_graph_tokenizer, sets, loaded.max_sequence_length
+    )
+    if not parity.passed and not options.allow_tokenizer_mismatch:
+        first = describe_mismatch(parity.mismatches[0])
+        raise TokenizerMismatchError(
+            f"the in-graph tokenizer differs from the HF tokenizer on {parity.mismatched} of "
+            f"{parity.checked} sentences (first: {first}); pass --allow-tokenizer-mismatch to "
+            "build anyway, or --tokenizer none"
+        )
+    return parity
+
+
+def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
+    return {
+        "checked": parity.checked,
+        "mismatched": parity.mismatched,
+        "sets": dict(parity.sets),
+        "fields": ["input_ids", "token_type_ids", "attention_mask"],
+        "passed": parity.passed,
+        "mismatch_allowed": allowed and not parity.passed,
+        "mismatches": [
+            {**to_jsonable(item), "summary": describe_mismatch(item)} for item in parity.mismatches
+        ],
+    }
+
+
+def _with(request: BuildRequest, tokenizer: TokenizerRequest) -> BuildRequest:
+    import dataclasses
+
+    return dataclasses.replace(request, tokenizer=tokenizer)
 
 
 def _calibration_examples(task_name: str | None, options: CompileOptions) -> list[Example]:

@@ -14,11 +14,22 @@ from bertc.compiler.errors import UsageError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
 from bertc.compiler.sparsity import Int8WeightZeros
+from bertc.compiler.tokenization import InGraphTokenizer, TokenizerMode
 
 # Adding a runtime: one module that registers itself, and one line here.
 TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")
 
 _REGISTRY: dict[str, type[Target]] = {}
+
+
+@dataclass(frozen=True)
+class TokenizerRequest:
+    """Put the checkpoint's tokenizer into the artifact: fused in front of the model, or beside."""
+
+    mode: TokenizerMode
+    hf_tokenizer: Any
+    max_length: int
+    pair: bool
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class BuildRequest:
     calibration_inputs: Sequence[Mapping[str, np.ndarray]]
     work_dir: Path
     recipe: Recipe = Recipe.BERT_SAFE
+    tokenizer: TokenizerRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,10 @@ class TargetBuild:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Zeros of each INT8 MatMul weight beside the fp32 weight's; None when nothing is INT8.
     int8_weight_zeros: Int8WeightZeros | None = None
+    # The in-graph tokenizer (None for ids-in artifacts): its manifest section, and a handle on
+    # its graph for the parity gate.
+    tokenizer: Mapping[str, Any] | None = None
+    in_graph_tokenizer: InGraphTokenizer | None = None
 
 
 class Runner(Protocol):

@@ -10,8 +10,10 @@ from typing import Any
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
+from bertc.compiler.tokenization import TokenizerMode
 from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
+from bertc.targets.tokenizer_onnx import attach_tokenizer
 
 MODEL_FILE_NAMES = {
     QuantizationMode.STATIC: "model.int8-qdq.onnx",
@@ -38,15 +40,33 @@ class OnnxTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         name = MODEL_FILE_NAMES[request.mode]
-        quantized, summary = quantized_onnx(graph, request, out_dir / name)
+        path = out_dir / name if request.tokenizer is None else request.work_dir / name
+        quantized, summary = quantized_onnx(graph, request, path)
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
-        runtime = {
+        runtime: dict[str, Any] = {
             "name": "onnxruntime",
             "version": onnxruntime_version(),
             "opset": graph.opset,
             "model": name,
         }
-        return TargetBuild((name,), summary, runtime, int8_weight_zeros=zeros)
+        files: tuple[str, ...] = (name,)
+        section, in_graph = None, None
+        if request.tokenizer is not None:
+            section, in_graph, extra = attach_tokenizer(
+                request.tokenizer, quantized.path, graph.input_names, out_dir / name, out_dir
+            )
+            if request.tokenizer.mode is TokenizerMode.SEPARATE:
+                shutil.copyfile(quantized.path, out_dir / name)
+            files += extra
+            runtime["inputs"] = section["inputs"]
+        return TargetBuild(
+            files,
+            summary,
+            runtime,
+            int8_weight_zeros=zeros,
+            tokenizer=section,
+            in_graph_tokenizer=in_graph,
+        )
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
