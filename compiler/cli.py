@@ -149,8 +149,8 @@ STAGE_LABELS = {
     "load": "loading checkpoint",
     "export": "exporting to ONNX",
     "parity": "checking parity with PyTorch",
+    "tokenizer": "converting the tokenizer, checking its ids against HF",
     "quantize": "quantizing to INT8",
-    "tokenizer": "checking the in-graph tokenizer against HF",
     "package": "writing artifact",
 }
 

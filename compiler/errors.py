@@ -103,5 +103,7 @@ class TokenizerMismatchError(BertcError):
     exit_code = 14
 
 
-class TokenizerConversionError(TargetBuildError):
+class TokenizerConversionError(BertcError):
     """A runtime's tokenizer converter cannot express the checkpoint's tokenizer."""
+
+    exit_code = 15

@@ -112,33 +112,24 @@ def compile_model(
         graph = export_onnx(loaded, work / "model.fp32.onnx")
         progress("parity")
         graph = check_parity(loaded, graph, options.parity_tolerance)
+        progress("tokenizer")
+        tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(
+            target, loaded, task_name, options
+        )
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
-        request = BuildRequest(options.quantization, inputs, work, options.recipe)
-        build, tokenizer = build_with_tokenizer(
-            target, graph, request, artifact, loaded, task_name, options
-        )
-        tokenizer_section = {"mode": TokenizerMode.NONE.value, "inputs": "token ids"}
-        if tokenizer is not None:
-            progress("tokenizer")
-            parity = tokenizer_parity(loaded, build, task_name, options)
-            tokenizer_section = {
-                **build.tokenizer,
-                "max_length": loaded.max_sequence_length,
-                "hf_tokenizer": type(loaded.tokenizer).__name__,
-                "parity": parity_section(parity, options.allow_tokenizer_mismatch),
-            }
+        request = BuildRequest(options.quantization, inputs, work, options.recipe, tokenizer)
+        build = target.build(graph, request, artifact)
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
         manifest = build_manifest(
             loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
         )
-        manifest["tokenizer"] = tokenizer_section
-        if options.tokenizer is None and tokenizer is None:
-            manifest["notes"].append(
-                "token ids in: the runtime's converter cannot express this tokenizer "
-                "(tokenizer/ holds the HF files)"
-            )
+        manifest["tokenizer"] = (
+            {**build.tokenizer, **tokenizer_section} if build.tokenizer else tokenizer_section
+        )
+        if tokenizer_note:
+            manifest["notes"].append(tokenizer_note)
         write_manifest(artifact, manifest)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
@@ -146,26 +137,51 @@ def compile_model(
     return CompileResult(out_dir, manifest)
 
 
-def build_with_tokenizer(target, graph, request, artifact, loaded, task_name, options):
-    """The target's build with the tokenizer asked for; (build, TokenizerRequest or None).
+def choose_tokenizer(
+    target, loaded: LoadedModel, task_name: str | None, options: CompileOptions
+) -> tuple[TokenizerRequest | None, dict[str, Any], str | None]:
+    """Convert the tokenizer for the target and gate it on parity, before anything is quantized.
 
-    Without --tokenizer the artifact gets a fused tokenizer, and falls back to ids-in (one note
-    in the manifest) only when the runtime's converter cannot express the tokenizer.
+    Returns the request for the build (None: token ids in), the manifest's tokenizer section and
+    a note. Asked for explicitly (--tokenizer fused/separate), a converter failure or a parity
+    mismatch fails the build (exit 15 / 14; --allow-tokenizer-mismatch lets a mismatch through).
+    By default the artifact gets a fused tokenizer when it converts and passes, and otherwise
+    takes token ids, with a note that says why (never a tokenizer that silently differs).
     """
+    ids_in: dict[str, Any] = {"mode": TokenizerMode.NONE.value, "inputs": "token ids"}
     mode = TokenizerMode.FUSED if options.tokenizer is None else options.tokenizer
     if mode is TokenizerMode.NONE:
-        return target.build(graph, request, artifact), None
-    tokenizer = TokenizerRequest(
+        return None, ids_in, None
+    explicit = options.tokenizer is not None
+    request = TokenizerRequest(
         mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task_name)
     )
     try:
-        return target.build(graph, _with(request, tokenizer), artifact), tokenizer
-    except TokenizerConversionError:
-        if options.tokenizer is not None:
+        in_graph = target.tokenizer_graph(request)
+    except TokenizerConversionError as error:
+        if explicit:
             raise
-    for leftover in artifact.iterdir():
-        leftover.unlink()
-    return target.build(graph, request, artifact), None
+        return None, {**ids_in, "fused_refused": str(error)}, f"token ids in: {error}"
+    parity = tokenizer_parity(loaded, in_graph, task_name, options)
+    section = {
+        "max_length": loaded.max_sequence_length,
+        "pair": request.pair,
+        "hf_tokenizer": type(loaded.tokenizer).__name__,
+        "parity": parity_section(parity, options.allow_tokenizer_mismatch),
+    }
+    if parity.passed or options.allow_tokenizer_mismatch:
+        return request, section, None
+    message = (
+        f"the {target.name} in-graph tokenizer differs from the HF tokenizer on "
+        f"{parity.mismatched} of {parity.checked} sentences (first: "
+        f"{describe_mismatch(parity.mismatches[0])})"
+    )
+    if explicit:
+        raise TokenizerMismatchError(
+            f"{message}; pass --allow-tokenizer-mismatch to build anyway, or --tokenizer none"
+        )
+    note = f"token ids in: {message}; --tokenizer fused --allow-tokenizer-mismatch fuses it anyway"
+    return None, {**ids_in, "fused_refused": section}, note
 
 
 def is_pair_task(task_name: str | None) -> bool:
@@ -174,9 +190,9 @@ def is_pair_task(task_name: str | None) -> bool:
 
 
 def tokenizer_parity(
-    loaded: LoadedModel, build, task_name: str | None, options: CompileOptions
+    loaded: LoadedModel, in_graph, task_name: str | None, options: CompileOptions
 ) -> TokenizerParity:
-    """In-graph ids vs HF ids on dev sentences (or the built-in set) and the hard set; gate."""
+    """In-graph ids vs HF ids on the task's dev sentences (or the built-in set) and the hard set."""
     pair = is_pair_task(task_name)
     sets: dict[str, list[TextPair]] = {}
     if task_name:
@@ -188,17 +204,7 @@ def tokenizer_parity(
     if not sets:
         sets["builtin"] = builtin_set(pair)
     sets["hard"] = hard_set(pair)
-    parity = check_tokenizer_parity(
-        loaded.tokenizer, build.in_graph_tokenizer, sets, loaded.max_sequence_length
-    )
-    if not parity.passed and not options.allow_tokenizer_mismatch:
-        first = describe_mismatch(parity.mismatches[0])
-        raise TokenizerMismatchError(
-            f"the in-graph tokenizer differs from the HF tokenizer on {parity.mismatched} of "
-            f"{parity.checked} sentences (first: {first}); pass --allow-tokenizer-mismatch to "
-            "build anyway, or --tokenizer none"
-        )
-    return parity
+    return check_tokenizer_parity(loaded.tokenizer, in_graph, sets, loaded.max_sequence_length)
 
 
 def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
@@ -213,12 +219,6 @@ def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
             {**to_jsonable(item), "summary": describe_mismatch(item)} for item in parity.mismatches
         ],
     }
-
-
-def _with(request: BuildRequest, tokenizer: TokenizerRequest) -> BuildRequest:
-    import dataclasses
-
-    return dataclasses.replace(request, tokenizer=tokenizer)
 
 
 def _calibration_examples(task_name: str | None, options: CompileOptions) -> list[Example]:

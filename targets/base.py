@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from bertc.compiler.errors import UsageError
+from bertc.compiler.errors import TokenizerConversionError, UsageError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
 from bertc.compiler.sparsity import Int8WeightZeros
@@ -53,10 +53,8 @@ class TargetBuild:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Zeros of each INT8 MatMul weight beside the fp32 weight's; None when nothing is INT8.
     int8_weight_zeros: Int8WeightZeros | None = None
-    # The in-graph tokenizer (None for ids-in artifacts): its manifest section, and a handle on
-    # its graph for the parity gate.
+    # The manifest's account of the in-graph tokenizer; None for an ids-in artifact.
     tokenizer: Mapping[str, Any] | None = None
-    in_graph_tokenizer: InGraphTokenizer | None = None
 
 
 class Runner(Protocol):
@@ -79,6 +77,10 @@ class Target(ABC):
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         """Quantize as requested and write the runtime's model files into `out_dir`."""
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> InGraphTokenizer:
+        """The tokenizer graph `build` would put into the artifact, alone, for the parity gate."""
+        raise TokenizerConversionError(f"the {self.name} target cannot put a tokenizer in a graph")
 
     @abstractmethod
     def load(

@@ -11,9 +11,15 @@ from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
 from bertc.compiler.tokenization import TokenizerMode
-from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.targets.base import (
+    BuildRequest,
+    Target,
+    TargetBuild,
+    TokenizerRequest,
+    register_target,
+)
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
-from bertc.targets.tokenizer_onnx import attach_tokenizer
+from bertc.targets.tokenizer_onnx import OrtTokenizer, attach_tokenizer, standalone_tokenizer
 
 MODEL_FILE_NAMES = {
     QuantizationMode.STATIC: "model.int8-qdq.onnx",
@@ -50,9 +56,9 @@ class OnnxTarget(Target):
             "model": name,
         }
         files: tuple[str, ...] = (name,)
-        section, in_graph = None, None
+        section = None
         if request.tokenizer is not None:
-            section, in_graph, extra = attach_tokenizer(
+            section, extra = attach_tokenizer(
                 request.tokenizer, quantized.path, graph.input_names, out_dir / name, out_dir
             )
             if request.tokenizer.mode is TokenizerMode.SEPARATE:
@@ -65,8 +71,10 @@ class OnnxTarget(Target):
             runtime,
             int8_weight_zeros=zeros,
             tokenizer=section,
-            in_graph_tokenizer=in_graph,
         )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
+        return standalone_tokenizer(request)
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

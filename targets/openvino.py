@@ -179,11 +179,9 @@ class OpenVinoTarget(Target):
             "compile_config": COMPILE_CONFIG,
         }
         files: tuple[str, ...] = (MODEL_XML, MODEL_BIN)
-        section, in_graph = None, None
+        section = None
         if request.tokenizer is not None:
-            compressed, section, in_graph, extra = self._add_tokenizer(
-                compressed, request.tokenizer, out_dir
-            )
+            compressed, section, extra = self._add_tokenizer(compressed, request.tokenizer, out_dir)
             files += extra
             runtime["inputs"] = section["inputs"]
         # fp32 constants stay fp32: fp16 compression of the float parts buys little next to INT8.
@@ -194,7 +192,11 @@ class OpenVinoTarget(Target):
             runtime,
             int8_weight_zeros=zeros,
             tokenizer=section,
-            in_graph_tokenizer=in_graph,
+        )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OpenVinoTokenizer:
+        return OpenVinoTokenizer(
+            convert_hf_tokenizer(request.hf_tokenizer, request.max_length, request.pair)
         )
 
     @staticmethod
@@ -203,7 +205,6 @@ class OpenVinoTarget(Target):
         import openvino
 
         tokenizer = convert_hf_tokenizer(request.hf_tokenizer, request.max_length, request.pair)
-        in_graph = OpenVinoTokenizer(tokenizer)
         inputs = list(TEXT_INPUTS[: 2 if request.pair else 1])
         section: dict[str, Any] = {
             "mode": request.mode.value,
@@ -218,10 +219,10 @@ class OpenVinoTarget(Target):
             },
         }
         if request.mode is TokenizerMode.FUSED:
-            return fuse_tokenizer(tokenizer, model), section, in_graph, ()
+            return fuse_tokenizer(tokenizer, model), section, ()
         openvino.save_model(tokenizer, str(out_dir / TOKENIZER_XML))
         section["model"] = TOKENIZER_XML
-        return model, section, in_graph, (TOKENIZER_XML, TOKENIZER_BIN)
+        return model, section, (TOKENIZER_XML, TOKENIZER_BIN)
 
     def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None):
         runtime = manifest["runtime"]

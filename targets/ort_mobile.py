@@ -22,10 +22,21 @@ from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
 from bertc.compiler.tokenization import TokenizerMode
-from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.targets.base import (
+    BuildRequest,
+    Target,
+    TargetBuild,
+    TokenizerRequest,
+    register_target,
+)
 from bertc.targets.onnx import quantized_onnx
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
-from bertc.targets.tokenizer_onnx import attach_tokenizer, custom_op_library
+from bertc.targets.tokenizer_onnx import (
+    OrtTokenizer,
+    attach_tokenizer,
+    custom_op_library,
+    standalone_tokenizer,
+)
 
 ORT_MODEL_FILE = "model.ort"
 OPERATOR_CONFIG_FILE = "required_operators.config"
@@ -103,10 +114,10 @@ class OrtMobileTarget(Target):
         quantized, summary = quantized_onnx(graph, request, request.work_dir / "mobile-input.onnx")
         # Counted in the quantized ONNX: the ORT format keeps the same initializers, re-laid out.
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
-        model_path, section, in_graph, extra, library = quantized.path, None, None, (), None
+        model_path, section, extra, library = quantized.path, None, (), None
         if request.tokenizer is not None:
             fused = request.work_dir / "mobile-input-text.onnx"
-            section, in_graph, extra = attach_tokenizer(
+            section, extra = attach_tokenizer(
                 request.tokenizer, quantized.path, graph.input_names, fused, out_dir
             )
             if request.tokenizer.mode is TokenizerMode.FUSED:
@@ -149,8 +160,10 @@ class OrtMobileTarget(Target):
             notes,
             zeros,
             tokenizer=section,
-            in_graph_tokenizer=in_graph,
         )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
+        return standalone_tokenizer(request)
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

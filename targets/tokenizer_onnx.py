@@ -60,7 +60,7 @@ def hf_normalization(hf_tokenizer: Any) -> dict[str, int]:
     return {"do_lower_case": int(lower), "strip_accents": int(lower if strip is None else strip)}
 
 
-def preprocessing_model(hf_tokenizer: Any, max_length: int, like: Any):
+def preprocessing_model(hf_tokenizer: Any, max_length: int, like: Any = None):
     """The tokenizer graph, at the encoder's IR and opset versions so the two can be merged."""
     import onnx
     from onnxruntime_extensions import gen_processing_models
@@ -79,6 +79,10 @@ def preprocessing_model(hf_tokenizer: Any, max_length: int, like: Any):
     # encoder's (merge_models refuses differing versions of one domain).
     # The encoder may declare ai.onnx.contrib already (ORT's optimizer writes every registered
     # domain); custom-op domains resolve by name, so the tokenizer takes its version too.
+    if like is None:
+        pre.graph.input[0].name = TEXT_INPUT
+        pre.graph.node[0].input[0] = TEXT_INPUT
+        return pre
     declared = {entry.domain: entry.version for entry in like.opset_import}
     pre.ir_version = like.ir_version
     del pre.opset_import[:]
@@ -195,10 +199,10 @@ def runtime_section(mode: str, pair: bool) -> dict[str, Any]:
 
 def attach_tokenizer(
     request: Any, encoder_path: Path, input_names: Sequence[str], fused_path: Path, out_dir: Path
-) -> tuple[dict[str, Any], OrtTokenizer, tuple[str, ...]]:
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Fused: write encoder+tokenizer to `fused_path`. Separate: tokenizer.onnx into `out_dir`.
 
-    Returns the manifest section, the tokenizer graph for the parity gate, and any extra files.
+    Returns the manifest section and any extra files.
     """
     import onnx
 
@@ -207,7 +211,12 @@ def attach_tokenizer(
     section = runtime_section(request.mode.value, request.pair)
     if request.mode.value == "fused":
         onnx.save(fuse_preprocessing(pre, encoder, input_names), str(fused_path))
-        return section, OrtTokenizer(pre), ()
+        return section, ()
     onnx.save(pre, str(out_dir / TOKENIZER_ONNX))
     section["model"] = TOKENIZER_ONNX
-    return section, OrtTokenizer(pre), (TOKENIZER_ONNX,)
+    return section, (TOKENIZER_ONNX,)
+
+
+def standalone_tokenizer(request: Any) -> OrtTokenizer:
+    """The tokenizer graph alone, converted as `attach_tokenizer` converts it."""
+    return OrtTokenizer(preprocessing_model(request.hf_tokenizer, request.max_length))
