@@ -49,7 +49,9 @@ class TextModel:
         model = manifest["model"]
         self.head = model["head"]
         self.labels = {int(key): value for key, value in (model.get("labels") or {}).items()}
-        self.pair = len(manifest["tokenizer"]["inputs"]) == 2
+        tokenizer = manifest["tokenizer"]
+        # ONNX Runtime takes a pair in its one string input: the manifest says which it is.
+        self.pair = bool(tokenizer.get("pair", len(tokenizer["inputs"]) == 2))
         # What the verify and latency code look at: OpenVINO's compiled model or ORT's session.
         self.compiled = getattr(backend, "compiled", None)
         self.session = getattr(backend, "session", None)
