@@ -120,14 +120,17 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print("| target | packages | install (site-packages) | cold start (median) | peak RSS |")
-    print("|---|---|---|---|---|")
+    print(f"sentence: {SENTENCE!r}\n")
+    print(
+        "| target | packages | install (site-packages) | cold start (median) | peak RSS | printed |"
+    )
+    print("|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['target']} | {', '.join(row['packages'])} | "
             f"{row['install_bytes'] / 2**20:.0f} MiB | {row['cold_start_median_s']:.2f} s "
             f"({', '.join(map(str, row['cold_start_s']))}) | "
-            f"{row['peak_rss_bytes'] / 2**20:.0f} MiB |"
+            f"{row['peak_rss_bytes'] / 2**20:.0f} MiB | {row['output']} |"
         )
 
 

@@ -107,7 +107,7 @@ class Latency:
     median_tokens: float
     batch_size: int
     batch_sentences_per_s: float
-    batch_padding: str = "to the longest sentence of each batch"
+    batch_padding: str = "padded to the longest sentence of each batch"
 
 
 @dataclass(frozen=True)
@@ -383,6 +383,18 @@ def takes_strings(manifest: Mapping[str, Any]) -> bool:
     return (manifest.get("tokenizer") or {}).get("mode") in TEXT_MODES
 
 
+def batch_padding(manifest: Mapping[str, Any]) -> str:
+    """How a batch reaches the model, as the throughput figure should be read."""
+    tokenizer = manifest.get("tokenizer") or {}
+    if not takes_strings(manifest):
+        return Latency.batch_padding
+    if manifest["runtime"]["name"] == "onnxruntime":
+        return "strings, one example per run (the in-graph tokenizer op takes one example)"
+    return "strings; the in-graph tokenizer pads to the longest sentence of each batch" + (
+        "" if tokenizer.get("mode") == "fused" else " (tokenizer model, then the model)"
+    )
+
+
 def _texts(examples: Sequence[Example]) -> dict[str, Any]:
     pair = examples[0].text_b is not None
     return {
@@ -462,6 +474,7 @@ def run_both(
         median_tokens=float(np.median(lengths)),
         batch_size=batch_size,
         batch_sentences_per_s=rate,
+        batch_padding=batch_padding(manifest),
     )
     padding_error = float(np.max(np.abs(batched_logits - artifact_logits)))
     return _Outputs(
