@@ -19,7 +19,12 @@ from bertc.targets.base import (
     register_target,
 )
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
-from bertc.targets.tokenizer_onnx import OrtTokenizer, attach_tokenizer, standalone_tokenizer
+from bertc.targets.tokenizer_onnx import (
+    OrtTokenizer,
+    attach_tokenizer,
+    drop_unused_extension_domains,
+    standalone_tokenizer,
+)
 
 MODEL_FILE_NAMES = {
     QuantizationMode.STATIC: "model.int8-qdq.onnx",
@@ -35,9 +40,11 @@ def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
         return OnnxGraph(
             path, graph.input_names, graph.output_names, graph.opset, graph.parity
         ), None
-    return quantize_onnx_runtime(
+    quantized, summary = quantize_onnx_runtime(
         graph, path, request.mode, request.calibration_inputs, request.work_dir, request.recipe
     )
+    drop_unused_extension_domains(quantized.path)
+    return quantized, summary
 
 
 @register_target("onnx")

@@ -220,3 +220,31 @@ def attach_tokenizer(
 def standalone_tokenizer(request: Any) -> OrtTokenizer:
     """The tokenizer graph alone, converted as `attach_tokenizer` converts it."""
     return OrtTokenizer(preprocessing_model(request.hf_tokenizer, request.max_length))
+
+
+# Domains onnxruntime-extensions registers with ONNX Runtime when its library is loaded.
+EXTENSION_DOMAINS = (CUSTOM_OP_DOMAIN, "com.microsoft.extensions")
+
+
+def drop_unused_extension_domains(path: Path) -> None:
+    """Keep an ids-in model's bytes independent of what else ran in the process.
+
+    onnxruntime 1.32's optimizer (which the quantizer's pre-processing runs) writes every domain
+    registered in the process into the saved model's opset imports; once the parity gate has
+    loaded the extensions' library, a later quantization gains `ai.onnx.contrib` and
+    `com.microsoft.extensions` entries that no node uses. Remove exactly those, only when
+    present, so the file equals a fresh process's (tests/test_compile.py recompiles in-process).
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {node.domain for node in model.graph.node}
+    stale = [
+        e for e in model.opset_import if e.domain in EXTENSION_DOMAINS and e.domain not in used
+    ]
+    if not stale:
+        return
+    kept = [e for e in model.opset_import if e not in stale]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))
