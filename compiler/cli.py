@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import typer
 from bertc.compiler.errors import BertcError, UsageError
-from bertc.compiler.quantize import QuantizationMode, Recipe
+from bertc.compiler.options import QuantizationMode, Recipe
+from bertc.compiler.tokenization import TokenizerMode
 from rich.console import Console
 
 app = typer.Typer(
@@ -80,6 +81,17 @@ def compile_command(
     allow_pickle: Annotated[
         bool, typer.Option(help="Load pickle (.bin) weights; they can run code.")
     ] = False,
+    tokenizer: Annotated[
+        TokenizerMode | None,
+        typer.Option(
+            help="fused: strings in, logits out (default); separate: a tokenizer model beside "
+            "the ids-in model; none: token ids in."
+        ),
+    ] = None,
+    allow_tokenizer_mismatch: Annotated[
+        bool,
+        typer.Option(help="Build even if the in-graph tokenizer's ids differ from HF's."),
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out directory.")] = False,
     verify: Annotated[
         bool, typer.Option("--verify", help="Verify on the task's dev set and gate the build.")
@@ -106,6 +118,8 @@ def compile_command(
         max_sequence_length=max_sequence_length,
         allow_pickle=allow_pickle,
         overwrite=overwrite,
+        tokenizer=tokenizer,
+        allow_tokenizer_mismatch=allow_tokenizer_mismatch,
     )
     with _progress("compiling") as progress:
         result = compile_model(model, out, options, progress=progress)
@@ -135,6 +149,7 @@ STAGE_LABELS = {
     "load": "loading checkpoint",
     "export": "exporting to ONNX",
     "parity": "checking parity with PyTorch",
+    "tokenizer": "converting the tokenizer, checking its ids against HF",
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
 }
@@ -177,8 +192,19 @@ def _print_compile_summary(artifact_dir: Path, manifest: dict[str, Any]) -> None
     if quantization:
         int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
         stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
+    tokenizer = manifest.get("tokenizer") or {}
+    parity = tokenizer.get("parity")
+    if parity:
+        stdout.print(
+            f"  tokenizer {tokenizer['mode']} ({tokenizer['library']}): ids equal HF on "
+            f"{parity['checked'] - parity['mismatched']}/{parity['checked']} sentences"
+        )
+        for item in parity["mismatches"]:
+            stdout.print(f"    mismatch: {item['summary']}", highlight=False)
     for note in manifest.get("notes", []):
         stdout.print(f"  note: {note}")
+        if note.startswith("token ids in"):
+            stderr.print(f"note: {note}", highlight=False)
 
 
 def _run_verify(
@@ -250,6 +276,28 @@ def verify_command(
         allow_pickle=allow_pickle,
     )
     raise_if_gate_failed(report)
+
+
+@app.command("run")
+def run_command(
+    artifact: Annotated[Path, typer.Argument(help="Artifact compiled with its tokenizer inside.")],
+    text: Annotated[str | None, typer.Argument(help="The text to label.")] = None,
+    text_pair: Annotated[
+        str | None, typer.Argument(help="Second text, for a sentence-pair artifact.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="One example per line; a pair as two texts separated by a tab."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Runtime threads.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
+) -> None:
+    """Label text with the artifact on its runtime alone (no torch, no transformers)."""
+    from bertc.compiler.running import read_inputs, run_artifact
+
+    texts, pairs = read_inputs(text, text_pair, file)
+    for line in run_artifact(artifact, texts, pairs, threads, as_json):
+        print(line)
 
 
 @app.command("prune")

@@ -95,3 +95,15 @@ class OutputExistsError(BertcError):
     """The output directory already exists and would be overwritten."""
 
     exit_code = 13
+
+
+class TokenizerMismatchError(BertcError):
+    """The in-graph tokenizer's token ids differ from the Hugging Face tokenizer's."""
+
+    exit_code = 14
+
+
+class TokenizerConversionError(BertcError):
+    """A runtime's tokenizer converter cannot express the checkpoint's tokenizer."""
+
+    exit_code = 15

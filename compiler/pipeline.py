@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 from bertc.calibration import Example, get_task, load_examples, sample_examples
-from bertc.compiler.errors import OutputExistsError, UsageError
+from bertc.compiler.errors import (
+    DataError,
+    OutputExistsError,
+    TokenizerConversionError,
+    TokenizerMismatchError,
+    UsageError,
+)
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
 from bertc.compiler.hashing import sha256_file
 from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
@@ -30,7 +36,16 @@ from bertc.compiler.manifest import (
 )
 from bertc.compiler.quantize import QuantizationMode, Recipe
 from bertc.compiler.sparsity import zlib_compressed_bytes
-from bertc.targets import BuildRequest, get_target
+from bertc.compiler.tokenization import (
+    TextPair,
+    TokenizerMode,
+    TokenizerParity,
+    builtin_set,
+    check_tokenizer_parity,
+    describe_mismatch,
+    hard_set,
+)
+from bertc.targets import BuildRequest, TokenizerRequest, get_target
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 CALIBRATION_SEED = 0
@@ -53,6 +68,9 @@ class CompileOptions:
     parity_tolerance: float = DEFAULT_PARITY_ATOL
     allow_pickle: bool = False
     overwrite: bool = False
+    # None: fused, falling back to ids-in (with a note) where the runtime cannot convert it.
+    tokenizer: TokenizerMode | None = None
+    allow_tokenizer_mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,25 +112,120 @@ def compile_model(
         graph = export_onnx(loaded, work / "model.fp32.onnx")
         progress("parity")
         graph = check_parity(loaded, graph, options.parity_tolerance)
+        progress("tokenizer")
+        tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(
+            target, loaded, task_name, options
+        )
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
-        build = target.build(
-            graph,
-            BuildRequest(
-                options.quantization, inputs, work, options.recipe, loaded.max_sequence_length
-            ),
-            artifact,
+        request = BuildRequest(
+            options.quantization,
+            inputs,
+            work,
+            options.recipe,
+            tokenizer,
+            max_sequence_length=loaded.max_sequence_length,
         )
+        build = target.build(graph, request, artifact)
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
         manifest = build_manifest(
             loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
         )
+        manifest["tokenizer"] = (
+            {**build.tokenizer, **tokenizer_section} if build.tokenizer else tokenizer_section
+        )
+        if tokenizer_note:
+            manifest["notes"].append(tokenizer_note)
         write_manifest(artifact, manifest)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CompileResult(out_dir, manifest)
+
+
+def choose_tokenizer(
+    target, loaded: LoadedModel, task_name: str | None, options: CompileOptions
+) -> tuple[TokenizerRequest | None, dict[str, Any], str | None]:
+    """Convert the tokenizer for the target and gate it on parity, before anything is quantized.
+
+    Returns the request for the build (None: token ids in), the manifest's tokenizer section and
+    a note. Asked for explicitly (--tokenizer fused/separate), a converter failure or a parity
+    mismatch fails the build (exit 15 / 14; --allow-tokenizer-mismatch lets a mismatch through).
+    By default the artifact gets a fused tokenizer when it converts and passes, and otherwise
+    takes token ids, with a note that says why (never a tokenizer that silently differs).
+    """
+    ids_in: dict[str, Any] = {"mode": TokenizerMode.NONE.value, "inputs": "token ids"}
+    mode = TokenizerMode.FUSED if options.tokenizer is None else options.tokenizer
+    if mode is TokenizerMode.NONE:
+        return None, ids_in, None
+    explicit = options.tokenizer is not None
+    request = TokenizerRequest(
+        mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task_name)
+    )
+    try:
+        in_graph = target.tokenizer_graph(request)
+    except TokenizerConversionError as error:
+        if explicit:
+            raise
+        return None, {**ids_in, "fused_refused": str(error)}, f"token ids in: {error}"
+    parity = tokenizer_parity(loaded, in_graph, task_name, options)
+    section = {
+        "max_length": loaded.max_sequence_length,
+        "pair": request.pair,
+        "hf_tokenizer": type(loaded.tokenizer).__name__,
+        "parity": parity_section(parity, options.allow_tokenizer_mismatch),
+    }
+    if parity.passed or options.allow_tokenizer_mismatch:
+        return request, section, None
+    message = (
+        f"the {target.name} in-graph tokenizer differs from the HF tokenizer on "
+        f"{parity.mismatched} of {parity.checked} sentences (first: "
+        f"{describe_mismatch(parity.mismatches[0])})"
+    )
+    if explicit:
+        raise TokenizerMismatchError(
+            f"{message}; pass --allow-tokenizer-mismatch to build anyway, or --tokenizer none"
+        )
+    note = f"token ids in: {message}; --tokenizer fused --allow-tokenizer-mismatch fuses it anyway"
+    return None, {**ids_in, "fused_refused": section}, note
+
+
+def is_pair_task(task_name: str | None) -> bool:
+    """Pair tasks (MRPC, RTE, QNLI, MNLI, QQP, STS-B, WNLI) feed the tokenizer two texts."""
+    return bool(task_name) and len(get_task(task_name).text_columns) == 2
+
+
+def tokenizer_parity(
+    loaded: LoadedModel, in_graph, task_name: str | None, options: CompileOptions
+) -> TokenizerParity:
+    """In-graph ids vs HF ids on the task's dev sentences (or the built-in set) and the hard set."""
+    pair = is_pair_task(task_name)
+    sets: dict[str, list[TextPair]] = {}
+    if task_name:
+        try:
+            dev = load_examples(get_task(task_name), "dev", options.data_dir)
+            sets[f"{get_task(task_name).name}-dev"] = [(e.text_a, e.text_b) for e in dev]
+        except DataError:
+            pass
+    if not sets:
+        sets["builtin"] = builtin_set(pair)
+    sets["hard"] = hard_set(pair)
+    return check_tokenizer_parity(loaded.tokenizer, in_graph, sets, loaded.max_sequence_length)
+
+
+def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
+    return {
+        "checked": parity.checked,
+        "mismatched": parity.mismatched,
+        "sets": dict(parity.sets),
+        "fields": ["input_ids", "token_type_ids", "attention_mask"],
+        "passed": parity.passed,
+        "mismatch_allowed": allowed and not parity.passed,
+        "mismatches": [
+            {**to_jsonable(item), "summary": describe_mismatch(item)} for item in parity.mismatches
+        ],
+    }
 
 
 def _calibration_examples(task_name: str | None, options: CompileOptions) -> list[Example]:

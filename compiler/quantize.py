@@ -7,7 +7,6 @@ same `QuantizationSummary`, read back from the graph they wrote rather than from
 
 from __future__ import annotations
 
-import enum
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,25 +17,7 @@ import numpy as np
 import onnx
 from bertc.compiler.errors import QuantizationError
 from bertc.compiler.export import OnnxGraph
-
-
-class QuantizationMode(str, enum.Enum):
-    """What the user asked for with `--quantization`."""
-
-    STATIC = "static"
-    DYNAMIC = "dynamic"
-    NONE = "none"
-
-
-class Recipe(str, enum.Enum):
-    """Which settings the quantizer runs with (`--recipe`)."""
-
-    # bertc's recipe, gated on task accuracy (see quantize_onnx_runtime and targets/openvino.py).
-    BERT_SAFE = "bert-safe"
-    # The quantizer's own defaults, as a user calling it bare would get: a baseline to compare
-    # with, and the deliberately poor recipe the verify gate is tested against.
-    LIBRARY_DEFAULTS = "library-defaults"
-
+from bertc.compiler.options import QuantizationMode, Recipe
 
 # Why an op type stays fp32 in bertc's BERT-safe recipe; only types present in a graph are reported.
 FP32_REASONS: Mapping[str, str] = {

@@ -82,7 +82,7 @@ def summary_rows(report: VerifyReport) -> list[tuple[str, str]]:
         ),
         (
             f"throughput at batch {latency.batch_size}",
-            f"{latency.batch_sentences_per_s:.1f} sentences/s (padded {latency.batch_padding})",
+            f"{latency.batch_sentences_per_s:.1f} sentences/s ({latency.batch_padding})",
         ),
         ("model size", f"{_bytes(report.model_bytes)}: {', '.join(report.model_files)}"),
         (

@@ -107,7 +107,7 @@ class Latency:
     median_tokens: float
     batch_size: int
     batch_sentences_per_s: float
-    batch_padding: str = "to the longest sentence of each batch"
+    batch_padding: str = "padded to the longest sentence of each batch"
 
 
 @dataclass(frozen=True)
@@ -376,12 +376,54 @@ def load_tokenizer(artifact_dir: Path, manifest: Mapping[str, Any]) -> Any:
         ) from error
 
 
+def takes_strings(manifest: Mapping[str, Any]) -> bool:
+    """Whether the artifact carries its tokenizer (fused or separate) and so takes text."""
+    from bertc.targets.runtime_app import TEXT_MODES
+
+    return (manifest.get("tokenizer") or {}).get("mode") in TEXT_MODES
+
+
+def batch_padding(manifest: Mapping[str, Any]) -> str:
+    """How a batch reaches the model, as the throughput figure should be read."""
+    tokenizer = manifest.get("tokenizer") or {}
+    if not takes_strings(manifest):
+        return Latency.batch_padding
+    if manifest["runtime"]["name"] == "onnxruntime":
+        return "strings, one example per run (the in-graph tokenizer op takes one example)"
+    return "strings; the in-graph tokenizer pads to the longest sentence of each batch" + (
+        "" if tokenizer.get("mode") == "fused" else " (tokenizer model, then the model)"
+    )
+
+
+def _texts(examples: Sequence[Example]) -> dict[str, Any]:
+    pair = examples[0].text_b is not None
+    return {
+        "texts": [example.text_a for example in examples],
+        "text_pairs": [example.text_b for example in examples] if pair else None,
+    }
+
+
+class TextRunner:
+    """`runtime_app.TextModel` behind the Runner shape: `run({"texts", "text_pairs"})`."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.compiled = model.compiled
+        self.session = model.session
+
+    def run(self, inputs: Mapping[str, Any]) -> list[np.ndarray]:
+        return [self.model.logits(inputs["texts"], inputs["text_pairs"])]
+
+
 def load_runner(artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None) -> Any:
     """The artifact loaded by its own target; a runtime's failure becomes one ArtifactError line."""
     from bertc.targets import get_target
+    from bertc.targets.runtime_app import load
 
     target = get_target(manifest["target"])
     try:
+        if takes_strings(manifest):
+            return TextRunner(load(artifact_dir, threads))
         return target.load(artifact_dir, manifest, threads)
     except BertcError:
         raise
@@ -406,13 +448,20 @@ def run_both(
     tokenizer = load_tokenizer(artifact_dir, manifest)
     names = tuple(manifest["model"]["inputs"])
     singles = [_encode(tokenizer, [example], max_length, names) for example in examples]
+    takes_text = takes_strings(manifest)
     progress("artifact")
     runner = load_runner(artifact_dir, manifest, threads)
     precision, runtime_threads = runtime_settings(runner)
-    artifact_logits, seconds = _run_timed(runner, singles)
+    # An artifact with its tokenizer inside gets the raw text, so its own tokenizer is scored.
+    artifact_inputs = [_texts([example]) for example in examples] if takes_text else singles
+    artifact_logits, seconds = _run_timed(runner, artifact_inputs)
     progress("throughput")
     batches = [
-        _encode(tokenizer, examples[start : start + batch_size], max_length, names, padding=True)
+        _texts(examples[start : start + batch_size])
+        if takes_text
+        else _encode(
+            tokenizer, examples[start : start + batch_size], max_length, names, padding=True
+        )
         for start in range(0, len(examples), batch_size)
     ]
     batched_logits, rate = _throughput(runner, batches, len(examples))
@@ -425,6 +474,7 @@ def run_both(
         median_tokens=float(np.median(lengths)),
         batch_size=batch_size,
         batch_sentences_per_s=rate,
+        batch_padding=batch_padding(manifest),
     )
     padding_error = float(np.max(np.abs(batched_logits - artifact_logits)))
     return _Outputs(

@@ -10,15 +10,26 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from bertc.compiler.errors import UsageError
+from bertc.compiler.errors import TokenizerConversionError, UsageError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
 from bertc.compiler.sparsity import Int8WeightZeros
+from bertc.compiler.tokenization import InGraphTokenizer, TokenizerMode
 
 # Adding a runtime: one module that registers itself, and one line here.
 TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")
 
 _REGISTRY: dict[str, type[Target]] = {}
+
+
+@dataclass(frozen=True)
+class TokenizerRequest:
+    """Put the checkpoint's tokenizer into the artifact: fused in front of the model, or beside."""
+
+    mode: TokenizerMode
+    hf_tokenizer: Any
+    max_length: int
+    pair: bool
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class BuildRequest:
     calibration_inputs: Sequence[Mapping[str, np.ndarray]]
     work_dir: Path
     recipe: Recipe = Recipe.BERT_SAFE
+    tokenizer: TokenizerRequest | None = None
     max_sequence_length: int = 128
 
 
@@ -42,6 +54,8 @@ class TargetBuild:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Zeros of each INT8 MatMul weight beside the fp32 weight's; None when nothing is INT8.
     int8_weight_zeros: Int8WeightZeros | None = None
+    # The manifest's account of the in-graph tokenizer; None for an ids-in artifact.
+    tokenizer: Mapping[str, Any] | None = None
 
 
 class Runner(Protocol):
@@ -64,6 +78,10 @@ class Target(ABC):
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         """Quantize as requested and write the runtime's model files into `out_dir`."""
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> InGraphTokenizer:
+        """The tokenizer graph `build` would put into the artifact, alone, for the parity gate."""
+        raise TokenizerConversionError(f"the {self.name} target cannot put a tokenizer in a graph")
 
     @abstractmethod
     def load(

@@ -10,8 +10,21 @@ from typing import Any
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
-from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.compiler.tokenization import TokenizerMode
+from bertc.targets.base import (
+    BuildRequest,
+    Target,
+    TargetBuild,
+    TokenizerRequest,
+    register_target,
+)
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
+from bertc.targets.tokenizer_onnx import (
+    OrtTokenizer,
+    attach_tokenizer,
+    drop_unused_extension_domains,
+    standalone_tokenizer,
+)
 
 MODEL_FILE_NAMES = {
     QuantizationMode.STATIC: "model.int8-qdq.onnx",
@@ -27,9 +40,11 @@ def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
         return OnnxGraph(
             path, graph.input_names, graph.output_names, graph.opset, graph.parity
         ), None
-    return quantize_onnx_runtime(
+    quantized, summary = quantize_onnx_runtime(
         graph, path, request.mode, request.calibration_inputs, request.work_dir, request.recipe
     )
+    drop_unused_extension_domains(quantized.path)
+    return quantized, summary
 
 
 @register_target("onnx")
@@ -38,15 +53,35 @@ class OnnxTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         name = MODEL_FILE_NAMES[request.mode]
-        quantized, summary = quantized_onnx(graph, request, out_dir / name)
+        path = out_dir / name if request.tokenizer is None else request.work_dir / name
+        quantized, summary = quantized_onnx(graph, request, path)
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
-        runtime = {
+        runtime: dict[str, Any] = {
             "name": "onnxruntime",
             "version": onnxruntime_version(),
             "opset": graph.opset,
             "model": name,
         }
-        return TargetBuild((name,), summary, runtime, int8_weight_zeros=zeros)
+        files: tuple[str, ...] = (name,)
+        section = None
+        if request.tokenizer is not None:
+            section, extra = attach_tokenizer(
+                request.tokenizer, quantized.path, graph.input_names, out_dir / name, out_dir
+            )
+            if request.tokenizer.mode is TokenizerMode.SEPARATE:
+                shutil.copyfile(quantized.path, out_dir / name)
+            files += extra
+            runtime["inputs"] = section["inputs"]
+        return TargetBuild(
+            files,
+            summary,
+            runtime,
+            int8_weight_zeros=zeros,
+            tokenizer=section,
+        )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
+        return standalone_tokenizer(request)
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

@@ -26,7 +26,23 @@ from bertc.compiler.errors import QuantizationError, TargetBuildError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary, Recipe
 from bertc.compiler.sparsity import openvino_int8_weight_zeros
-from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.compiler.tokenization import TokenizerMode
+from bertc.targets.base import (
+    BuildRequest,
+    Target,
+    TargetBuild,
+    TokenizerRequest,
+    register_target,
+)
+from bertc.targets.tokenizer_openvino import (
+    TEXT_INPUTS,
+    TOKENIZER_BIN,
+    TOKENIZER_XML,
+    OpenVinoTokenizer,
+    convert_hf_tokenizer,
+    fuse_tokenizer,
+    openvino_tokenizers_version,
+)
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
@@ -181,8 +197,6 @@ class OpenVinoTarget(Target):
         except Exception as error:
             raise TargetBuildError(f"OpenVINO could not convert the ONNX graph: {error}") from error
         compressed = quantize_with_nncf(model, request)
-        # fp32 constants stay fp32: fp16 compression of the float parts buys little next to INT8.
-        openvino.save_model(compressed, str(out_dir / MODEL_XML), compress_to_fp16=False)
         quantized = request.mode is not QuantizationMode.NONE
         summary = summarise_openvino(compressed, request) if quantized else None
         zeros = openvino_int8_weight_zeros(graph.path, compressed) if quantized else None
@@ -193,9 +207,55 @@ class OpenVinoTarget(Target):
             "weights": MODEL_BIN,
             "device": "CPU",
             "compile_config": COMPILE_CONFIG,
-            "static_shapes": static_shape_policy(request.max_sequence_length),
         }
-        return TargetBuild((MODEL_XML, MODEL_BIN), summary, runtime, int8_weight_zeros=zeros)
+        files: tuple[str, ...] = (MODEL_XML, MODEL_BIN)
+        section = None
+        if request.tokenizer is None or request.tokenizer.mode is not TokenizerMode.FUSED:
+            # Only a model that takes token ids can be padded to a bucket.
+            runtime["static_shapes"] = static_shape_policy(request.max_sequence_length)
+        if request.tokenizer is not None:
+            compressed, section, extra = self._add_tokenizer(compressed, request.tokenizer, out_dir)
+            files += extra
+            runtime["inputs"] = section["inputs"]
+        # fp32 constants stay fp32: fp16 compression of the float parts buys little next to INT8.
+        openvino.save_model(compressed, str(out_dir / MODEL_XML), compress_to_fp16=False)
+        return TargetBuild(
+            files,
+            summary,
+            runtime,
+            int8_weight_zeros=zeros,
+            tokenizer=section,
+        )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OpenVinoTokenizer:
+        return OpenVinoTokenizer(
+            convert_hf_tokenizer(request.hf_tokenizer, request.max_length, request.pair)
+        )
+
+    @staticmethod
+    def _add_tokenizer(model, request: TokenizerRequest, out_dir: Path):
+        """The model with the tokenizer fused in front, or unchanged with tokenizer.xml beside."""
+        import openvino
+
+        tokenizer = convert_hf_tokenizer(request.hf_tokenizer, request.max_length, request.pair)
+        inputs = list(TEXT_INPUTS[: 2 if request.pair else 1])
+        section: dict[str, Any] = {
+            "mode": request.mode.value,
+            "library": f"openvino-tokenizers {openvino_tokenizers_version()}",
+            "converter": "openvino_tokenizers.convert_tokenizer(truncation=True, max_length=...)",
+            "inputs": inputs,
+            "batching": "a batch of strings per call, padded to its longest example",
+            "runtime_packages": {
+                "python": "pip install openvino openvino-tokenizers; import openvino_tokenizers "
+                "before reading the model (it registers the tokenizer ops)",
+                "c++": "core.add_extension(<path to libopenvino_tokenizers.so/.dll/.dylib>)",
+            },
+        }
+        if request.mode is TokenizerMode.FUSED:
+            return fuse_tokenizer(tokenizer, model), section, ()
+        openvino.save_model(tokenizer, str(out_dir / TOKENIZER_XML))
+        section["model"] = TOKENIZER_XML
+        return model, section, (TOKENIZER_XML, TOKENIZER_BIN)
 
     def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None):
         runtime = manifest["runtime"]
@@ -240,10 +300,10 @@ class OpenVinoRunner:
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         feed = {name: inputs[name] for name in self.input_names}
-        batch, length = feed[self.input_names[0]].shape
-        bucket = self._bucket(batch, length)
+        bucket = self._bucket(feed[self.input_names[0]].shape)
         if bucket is None:
             return self._infer(self.compiled, self.request, feed)
+        length = feed[self.input_names[0]].shape[1]
         compiled, request = self._static_model(bucket)
         padded = {name: _right_pad(value, bucket) for name, value in feed.items()}
         outputs = self._infer(compiled, request, padded)
@@ -252,10 +312,11 @@ class OpenVinoRunner:
             for output, is_sequence in zip(outputs, self._sequence_outputs, strict=True)
         ]
 
-    def _bucket(self, batch: int, length: int) -> int | None:
-        if batch != 1:
+    def _bucket(self, shape: tuple[int, ...]) -> int | None:
+        """The bucket for one input of token ids; None for batches and string inputs."""
+        if len(shape) != 2 or shape[0] != 1:
             return None
-        return next((bucket for bucket in self.sequence_buckets if bucket >= length), None)
+        return next((bucket for bucket in self.sequence_buckets if bucket >= shape[1]), None)
 
     def _static_model(self, bucket: int) -> tuple[Any, Any]:
         if bucket not in self._static:

@@ -21,9 +21,22 @@ from bertc.compiler.errors import TargetBuildError
 from bertc.compiler.export import OnnxGraph
 from bertc.compiler.quantize import QuantizationMode
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
-from bertc.targets.base import BuildRequest, Target, TargetBuild, register_target
+from bertc.compiler.tokenization import TokenizerMode
+from bertc.targets.base import (
+    BuildRequest,
+    Target,
+    TargetBuild,
+    TokenizerRequest,
+    register_target,
+)
 from bertc.targets.onnx import quantized_onnx
 from bertc.targets.ort_session import OrtRunner, onnxruntime_version
+from bertc.targets.tokenizer_onnx import (
+    OrtTokenizer,
+    attach_tokenizer,
+    custom_op_library,
+    standalone_tokenizer,
+)
 
 ORT_MODEL_FILE = "model.ort"
 OPERATOR_CONFIG_FILE = "required_operators.config"
@@ -45,8 +58,14 @@ CONTRIB_OP_FUSIONS = (
 )
 
 
-def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) -> tuple[str, ...]:
-    """Write the ORT-format model and its reduced-build operator config; return the config lines."""
+def convert_to_ort_format(
+    onnx_path: Path, ort_path: Path, config_path: Path, custom_op_library: str | None = None
+) -> tuple[str, ...]:
+    """Write the ORT-format model and its reduced-build operator config; return the config lines.
+
+    A graph with onnxruntime-extensions ops needs their library registered to load, as the
+    converter's `--custom_op_library` does; the config then lists the `ai.onnx.contrib` ops too.
+    """
     import onnxruntime
     from onnxruntime.tools.ort_format_model import create_config_from_models
 
@@ -57,6 +76,8 @@ def convert_to_ort_format(onnx_path: Path, ort_path: Path, config_path: Path) ->
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.optimized_model_filepath = str(ort_path)
     options.add_session_config_entry("session.save_model_format", "ORT")
+    if custom_op_library:
+        options.register_custom_ops_library(custom_op_library)
     try:
         onnxruntime.InferenceSession(
             str(onnx_path),
@@ -93,8 +114,16 @@ class OrtMobileTarget(Target):
         quantized, summary = quantized_onnx(graph, request, request.work_dir / "mobile-input.onnx")
         # Counted in the quantized ONNX: the ORT format keeps the same initializers, re-laid out.
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
+        model_path, section, extra, library = quantized.path, None, (), None
+        if request.tokenizer is not None:
+            fused = request.work_dir / "mobile-input-text.onnx"
+            section, extra = attach_tokenizer(
+                request.tokenizer, quantized.path, graph.input_names, fused, out_dir
+            )
+            if request.tokenizer.mode is TokenizerMode.FUSED:
+                model_path, library = fused, custom_op_library()
         operators = convert_to_ort_format(
-            quantized.path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE
+            model_path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE, library
         )
         domains = sorted({line.split(";")[0] for line in operators})
         runtime = {
@@ -111,12 +140,30 @@ class OrtMobileTarget(Target):
             "or a reduced build from the operator config (the prebuilt reduced 'mobile' "
             "packages were removed in onnxruntime 1.19)",
         }
+        if section is not None:
+            runtime["inputs"] = section["inputs"]
+            if library:
+                runtime["custom_op_library"] = (
+                    "onnxruntime-extensions (ai.onnx.contrib ops in the operator config): "
+                    "register it with the session; a reduced build adds "
+                    "--use_extensions to build.sh"
+                )
         notes = (
             ()
             if request.mode is not QuantizationMode.NONE
             else ("fp32 ORT model (no quantization)",)
         )
-        return TargetBuild((ORT_MODEL_FILE, OPERATOR_CONFIG_FILE), summary, runtime, notes, zeros)
+        return TargetBuild(
+            (ORT_MODEL_FILE, OPERATOR_CONFIG_FILE, *extra),
+            summary,
+            runtime,
+            notes,
+            zeros,
+            tokenizer=section,
+        )
+
+    def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
+        return standalone_tokenizer(request)
 
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None

@@ -42,9 +42,11 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def compile_once(tmp_path_factory: pytest.TempPathFactory, glue_data_dir: Path) -> Callable:
     """`compile_once(source, target, quantization="static", task="sst2", **options)`: the
-    CompileResult of that compile, built on first use and shared for the session."""
+    CompileResult of that compile, built on first use and shared for the session. Token ids in
+    unless `tokenizer=` says otherwise: most tests look at the model graph itself."""
     from bertc.compiler.pipeline import CompileOptions, compile_model
     from bertc.compiler.quantize import QuantizationMode
+    from bertc.compiler.tokenization import TokenizerMode
 
     results = {}
 
@@ -58,6 +60,7 @@ def compile_once(tmp_path_factory: pytest.TempPathFactory, glue_data_dir: Path) 
                 data_dir=glue_data_dir,
                 quantization=QuantizationMode(quantization),
                 calibration_samples=CALIBRATION_SAMPLES,
+                tokenizer=TokenizerMode.NONE,
             )
             settings.update(options)
             results[key] = compile_model(str(source), out, CompileOptions(**settings))

@@ -1,0 +1,224 @@
+"""The tokenizer inside the artifact: its modes, and the parity gate against the HF tokenizer.
+
+A target turns the checkpoint's Hugging Face tokenizer into a graph of its runtime (see
+`targets/tokenizer_openvino.py`, `targets/tokenizer_onnx.py`); this module checks that graph
+token by token against the HF tokenizer on the task's dev sentences (or a built-in set) plus a
+hard set, before the artifact is written. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# What a mismatch report names: enough to see the problem, not the whole dev set.
+LISTED_MISMATCHES = 20
+PARITY_FIELDS = ("input_ids", "token_type_ids", "attention_mask")
+
+
+class TokenizerMode(str, enum.Enum):
+    """Where the artifact's tokenizer lives."""
+
+    FUSED = "fused"  # one graph: strings in, logits out
+    SEPARATE = "separate"  # a tokenizer graph beside the ids-in model
+    NONE = "none"  # ids in; the app tokenizes (tokenizer/ holds the HF files)
+
+
+# Text pairs: (text_a, text_b or None).
+TextPair = tuple[str, "str | None"]
+
+# Sentences an English WordPiece tokenizer gets wrong first: accents and case, CJK, emoji,
+# control and zero-width characters, odd whitespace, punctuation runs, long and empty inputs.
+_HARD_SINGLES: tuple[str, ...] = (
+    "",
+    " ",
+    "\t\n",
+    "a",
+    "Hello, World!",
+    "HELLO world MiXeD CaSe",
+    "café crème brûlée naïve façade",
+    "Ünïcödé ÀCCENTS Ångström ØRESUND",
+    "e\u0301 (e + combining acute) vs \u00e9",
+    "Straße Œuvre ﬁnance ﬂoor",
+    "日本語のテキストです",
+    "中文句子,没有空格。",
+    "한국어 문장입니다",
+    "mixed 日本 and english 中文 words",
+    "emoji 😀🎬🍿 and flags 🇫🇷 and zwj 👨‍👩‍👧",
+    "zero\u200bwidth\u200cnon\u200djoiner\ufeffbom",
+    "control \x00 \x07 \x1b[31m chars \x7f",
+    "soft\u00adhyphen and nbsp\u00a0here",
+    "tabs\tand\nnewlines\r\nand  double  spaces",
+    "quotes “curly” ‘single’ «guillemets» — dashes – …",
+    "numbers 3.14159 1,000,000 -42 1e-5 2026-11-25",
+    "urls https://example.com/a?b=c&d=e and mail user@example.org",
+    "!!!???...,,,;;;:::",
+    "don't won't it's rock'n'roll",
+    "[CLS] [SEP] [PAD] [MASK] [UNK] literal special tokens",
+    "a" * 300,
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    " ".join(["word"] * 400),
+    " ".join(f"token{index}" for index in range(200)),
+    "Ελληνικά κείμενο и русский текст and עברית and العربية",
+    "हिन्दी पाठ and ไทย",
+)
+_HARD_PAIRS: tuple[TextPair, ...] = (
+    ("A man is playing a guitar.", "A man plays the guitar."),
+    ("", "second only"),
+    ("first only", ""),
+    ("", ""),
+    (" ".join(["long"] * 300), "short"),
+    ("short", " ".join(["long"] * 300)),
+    (" ".join(["left"] * 200), " ".join(["right"] * 200)),
+    ("café 日本 😀", "ÀCCENTS\u200b zero width"),
+)
+# Used when the compile has no task data: plain English of the kind GLUE tasks hold.
+BUILTIN_SINGLES: tuple[str, ...] = (
+    "a gorgeous, witty, seductive movie.",
+    "the movie is a desperate, tedious journey.",
+    "it's a charming and often affecting journey.",
+    "unflinchingly bleak and desperate",
+    "The film's ending is strictly routine; the cast, however, is brilliant.",
+    "I'd watch it again -- twice!",
+    "What a waste of 2 hours (and $12).",
+    "An old-fashioned, well-made thriller.",
+)
+BUILTIN_PAIRS: tuple[TextPair, ...] = (
+    ("The cat sat on the mat.", "A cat was sitting on a mat."),
+    ("Who wrote Hamlet?", "Hamlet was written by William Shakespeare."),
+    ("The company reported a loss.", "The company made a profit last year."),
+)
+
+
+def hard_set(pair: bool) -> list[TextPair]:
+    """The hard sentences, as single texts and (for a pair task) as pairs too."""
+    singles: list[TextPair] = [(text, None) for text in _HARD_SINGLES]
+    if not pair:
+        return singles
+    return [(text, "and a second sentence.") for text, _ in singles] + list(_HARD_PAIRS)
+
+
+def builtin_set(pair: bool) -> list[TextPair]:
+    return list(BUILTIN_PAIRS) if pair else [(text, None) for text in BUILTIN_SINGLES]
+
+
+class InGraphTokenizer:
+    """The artifact's tokenizer graph on its runtime: one example in, 1-D token arrays out."""
+
+    def encode(self, text_a: str, text_b: str | None) -> Mapping[str, np.ndarray]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TokenizerMismatch:
+    set_name: str
+    index: int
+    text_a: str
+    text_b: str | None
+    field: str  # input_ids, token_type_ids, attention_mask, or "error" (the graph raised)
+    expected: list[int]
+    got: list[int] | list[str]
+
+
+@dataclass(frozen=True)
+class TokenizerParity:
+    """In-graph token ids vs the HF tokenizer's, per sentence set."""
+
+    checked: int
+    mismatched: int
+    sets: Mapping[str, int]
+    mismatches: tuple[TokenizerMismatch, ...] = field(default_factory=tuple)
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatched == 0
+
+
+def hf_encode(
+    hf_tokenizer: Any, text_a: str, text_b: str | None, max_length: int
+) -> dict[str, list[int]]:
+    """What the compiled model was checked against: HF ids, truncated at the artifact's length."""
+    encoded = hf_tokenizer(text_a, text_b, truncation=True, max_length=max_length)
+    ids = list(encoded["input_ids"])
+    return {
+        "input_ids": ids,
+        "token_type_ids": list(encoded.get("token_type_ids") or [0] * len(ids)),
+        "attention_mask": list(encoded.get("attention_mask") or [1] * len(ids)),
+    }
+
+
+def check_tokenizer_parity(
+    hf_tokenizer: Any,
+    in_graph: InGraphTokenizer,
+    sentence_sets: Mapping[str, Sequence[TextPair]],
+    max_length: int,
+    fields: Sequence[str] = PARITY_FIELDS,
+) -> TokenizerParity:
+    """Every sentence through both tokenizers; each differing field of each sentence is counted."""
+    checked = 0
+    bad_examples = 0
+    mismatches: list[TokenizerMismatch] = []
+    for set_name, pairs in sentence_sets.items():
+        for index, (text_a, text_b) in enumerate(pairs):
+            checked += 1
+            expected = hf_encode(hf_tokenizer, text_a, text_b, max_length)
+            try:
+                got = in_graph.encode(text_a, text_b)
+            except Exception as error:  # a runtime that cannot take the input fails its parity
+                got = {"error": str(error).strip().splitlines()[-1:] or [type(error).__name__]}
+            differing = (
+                ["error"]
+                if "error" in got
+                else [
+                    name
+                    for name in fields
+                    if name in got and np.asarray(got[name]).reshape(-1).tolist() != expected[name]
+                ]
+            )
+            if differing:
+                bad_examples += 1
+                if len(mismatches) < LISTED_MISMATCHES:
+                    name = differing[0]
+                    mismatches.append(
+                        TokenizerMismatch(
+                            set_name,
+                            index,
+                            text_a,
+                            text_b,
+                            name,
+                            expected.get(name, expected["input_ids"]),
+                            got[name] if name == "error" else _ids(got[name]),
+                        )
+                    )
+    sizes = {name: len(pairs) for name, pairs in sentence_sets.items()}
+    return TokenizerParity(checked, bad_examples, sizes, tuple(mismatches))
+
+
+def _ids(values: Any) -> list[int]:
+    return np.asarray(values).reshape(-1).tolist()
+
+
+def describe_mismatch(mismatch: TokenizerMismatch) -> str:
+    """One line: which sentence, which field, where the ids first differ."""
+    if mismatch.field == "error":
+        text = f"{mismatch.text_a!r} / {mismatch.text_b!r}"
+        return f"{mismatch.set_name}[{mismatch.index}] {text[:80]}: runtime error {mismatch.got}"
+    first = next(
+        (
+            index
+            for index, (a, b) in enumerate(zip(mismatch.expected, mismatch.got, strict=False))
+            if a != b
+        ),
+        min(len(mismatch.expected), len(mismatch.got)),
+    )
+    text = mismatch.text_a if mismatch.text_b is None else f"{mismatch.text_a} / {mismatch.text_b}"
+    return (
+        f"{mismatch.set_name}[{mismatch.index}] {text[:60]!r}: {mismatch.field} differ at "
+        f"position {first} (HF {mismatch.expected[first : first + 4]}, "
+        f"in-graph {mismatch.got[first : first + 4]}; lengths {len(mismatch.expected)} vs "
+        f"{len(mismatch.got)})"
+    )

@@ -1,0 +1,18 @@
+"""Label text with a bertc OpenVINO artifact; needs `pip install openvino openvino-tokenizers`.
+
+python examples/openvino_app.py artifacts/minilm-l6-sst2-openvino "a gorgeous, witty movie."
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import openvino as ov
+import openvino_tokenizers  # noqa: F401  (registers the tokenizer ops the fused IR uses)
+
+artifact, text = sys.argv[1], sys.argv[2]
+manifest = json.loads(Path(artifact, "manifest.json").read_text(encoding="utf-8"))
+core = ov.Core()
+model = core.compile_model(f"{artifact}/model.xml", "CPU", manifest["runtime"]["compile_config"])
+logits = model([[text]])[model.output(0)][0]  # a batch of strings in, one row of logits out
+print(manifest["model"]["labels"][str(int(logits.argmax()))])

@@ -1,0 +1,230 @@
+"""Load a bertc artifact and label text with the runtime alone: text in, label out.
+
+This one file needs numpy and either `openvino` + `openvino-tokenizers` or `onnxruntime` +
+`onnxruntime-extensions`, nothing else (no torch, transformers, tokenizers or the rest of bertc),
+so an app can vendor it. It reads the artifact's `manifest.json` and runs the tokenizer that the
+compile put into the graph (`--tokenizer fused`) or beside it (`--tokenizer separate`).
+
+    import bertc_runtime                      # or: from bertc.targets import runtime_app
+    model = bertc_runtime.load("artifacts/minilm-l6-sst2-openvino")
+    print(model.predict(["a gorgeous, witty, seductive movie."])[0].label)
+
+Run as a script: `python runtime_app.py ARTIFACT "text" ["second text"] [--json]`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST_FILE = "manifest.json"
+TEXT_MODES = ("fused", "separate")
+
+
+class ArtifactLoadError(RuntimeError):
+    """The directory is not an artifact this loader can run (no tokenizer inside, bad manifest)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One example's result: the label (None for regression or an encoder) and its scores."""
+
+    label: str | None
+    label_id: int | None
+    scores: list[float]  # class probabilities (softmax of the logits), or the regression score
+
+
+class TextModel:
+    """An artifact with its tokenizer inside: `logits(texts, text_pairs)` and `predict(...)`."""
+
+    def __init__(self, artifact_dir: Path, manifest: dict[str, Any], backend: Any) -> None:
+        self.artifact_dir = artifact_dir
+        self.manifest = manifest
+        self.backend = backend
+        model = manifest["model"]
+        self.head = model["head"]
+        self.labels = {int(key): value for key, value in (model.get("labels") or {}).items()}
+        tokenizer = manifest["tokenizer"]
+        # ONNX Runtime takes a pair in its one string input: the manifest says which it is.
+        self.pair = bool(tokenizer.get("pair", len(tokenizer["inputs"]) == 2))
+        # What the verify and latency code look at: OpenVINO's compiled model or ORT's session.
+        self.compiled = getattr(backend, "compiled", None)
+        self.session = getattr(backend, "session", None)
+
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
+        """The model's first output for each example, shape [len(texts), outputs]."""
+        texts = [str(text) for text in texts]
+        if self.pair and text_pairs is None:
+            raise ValueError("this artifact classifies sentence pairs: pass text_pairs too")
+        if not self.pair and text_pairs is not None:
+            raise ValueError("this artifact takes single sentences, not pairs")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        if not texts:
+            return np.zeros((0, max(len(self.labels), 1)), dtype=np.float32)
+        pairs = None if text_pairs is None else [str(text) for text in text_pairs]
+        output = np.asarray(self.backend.run(texts, pairs))
+        return output.reshape(len(texts), -1) if self.head != "encoder" else output
+
+    def predict(self, texts: list[str], text_pairs: list[str] | None = None) -> list[Prediction]:
+        scores = self.logits(texts, text_pairs).astype(np.float64)
+        if self.head == "regression":
+            return [Prediction(None, None, [float(row[0])]) for row in scores]
+        if self.head == "encoder":
+            raise ValueError("an encoder artifact has no labels: use logits() for its outputs")
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        results = []
+        for row in probabilities:
+            index = int(row.argmax())
+            results.append(Prediction(self.labels.get(index, str(index)), index, row.tolist()))
+        return results
+
+
+class _OpenVinoBackend:
+    """Strings in: the fused IR, or the tokenizer IR then the ids-in IR, on the CPU plugin."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        import openvino
+        import openvino_tokenizers  # noqa: F401  (registers the tokenizer ops with OpenVINO)
+
+        runtime = manifest["runtime"]
+        config = dict(runtime.get("compile_config", {}))
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.core, self.config = openvino.Core(), config
+        self.model = self.core.read_model(str(directory / runtime["model"]))
+        self.compiled = self.core.compile_model(self.model, "CPU", config)
+        self.tokenizer = None
+        if manifest["tokenizer"]["mode"] == "separate":
+            path = directory / manifest["tokenizer"]["model"]
+            self.tokenizer = self.core.compile_model(str(path), "CPU")
+        self.request = self.compiled.create_infer_request()
+        self.first_output = self.compiled.outputs[0]
+        self.buckets = runtime.get("static_shapes", {}).get("sequence_buckets", [])
+        self.static: dict[int, Any] = {}
+
+    def _static(self, bucket: int) -> Any:
+        """A [1, bucket] copy of the ids-in model, compiled on first use (static shapes are
+        faster than dynamic ones on short inputs; the manifest's `static_shapes` says how)."""
+        if bucket not in self.static:
+            model = self.model.clone()
+            model.reshape({port.get_any_name(): [1, bucket] for port in model.inputs})
+            self.static[bucket] = self.core.compile_model(model, "CPU", self.config)
+        return self.static[bucket]
+
+    def run(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
+        strings = [np.array(texts)] + ([np.array(pairs)] if pairs is not None else [])
+        if self.tokenizer is None:
+            return np.array(self.request.infer(strings)[self.first_output])
+        tokens = self.tokenizer(strings)
+        feeds = {
+            port.get_any_name(): tokens[port]
+            for port in self.tokenizer.outputs
+            if port.get_any_name() in {i.get_any_name() for i in self.compiled.inputs}
+        }
+        batch, length = next(iter(feeds.values())).shape
+        bucket = next((size for size in self.buckets if size >= length), None)
+        if batch != 1 or bucket is None:
+            return np.array(self.request.infer(feeds)[self.first_output])
+        padded = {name: np.pad(ids, ((0, 0), (0, bucket - length))) for name, ids in feeds.items()}
+        compiled = self._static(bucket)
+        return np.array(compiled(padded)[compiled.outputs[0]])
+
+
+class _OnnxRuntimeBackend:
+    """A session with onnxruntime-extensions' ops; the BertTokenizer op takes one example a run."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        import onnxruntime
+        from onnxruntime_extensions import get_library_path
+
+        options = onnxruntime.SessionOptions()
+        options.register_custom_ops_library(get_library_path())
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        model_path = str(directory / manifest["runtime"]["model"])
+        self.session = onnxruntime.InferenceSession(model_path, options, providers=providers)
+        self.tokenizer = None
+        if manifest["tokenizer"]["mode"] == "separate":
+            path = str(directory / manifest["tokenizer"]["model"])
+            self.tokenizer = onnxruntime.InferenceSession(path, options, providers=providers)
+            self.model_inputs = [item.name for item in self.session.get_inputs()]
+        self.text_input = manifest["tokenizer"]["inputs"][0]
+
+    def _one(self, text: str, pair: str | None) -> np.ndarray:
+        strings = np.array([text] if pair is None else [text, pair])
+        if self.tokenizer is None:
+            return self.session.run(None, {self.text_input: strings})[0]
+        names = [output.name for output in self.tokenizer.get_outputs()]
+        tokens = dict(
+            zip(names, self.tokenizer.run(None, {self.text_input: strings}), strict=False)
+        )
+        feeds = {name: tokens[name][np.newaxis, :] for name in self.model_inputs}
+        return self.session.run(None, feeds)[0]
+
+    def run(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
+        rows = [
+            self._one(text, None if pairs is None else pairs[index])
+            for index, text in enumerate(texts)
+        ]
+        return np.concatenate(rows, axis=0)
+
+
+_BACKENDS = {"openvino": _OpenVinoBackend, "onnxruntime": _OnnxRuntimeBackend}
+
+
+def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
+    path = Path(artifact_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ArtifactLoadError(
+            f"{artifact_dir} has no {MANIFEST_FILE}: not a bertc artifact"
+        ) from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactLoadError(f"{path} is not valid JSON: {error}") from error
+
+
+def load(artifact_dir: str | Path, threads: int | None = None) -> TextModel:
+    """The artifact ready to take strings; ArtifactLoadError if it has no tokenizer inside."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    mode = (manifest.get("tokenizer") or {}).get("mode", "none")
+    if mode not in TEXT_MODES:
+        raise ArtifactLoadError(
+            f"{directory} takes token ids (compiled with --tokenizer none): tokenize with its "
+            "tokenizer/ files, or recompile with --tokenizer fused"
+        )
+    runtime = manifest["runtime"]["name"]
+    if runtime not in _BACKENDS:
+        raise ArtifactLoadError(f"{directory} is for runtime {runtime!r}, which this loader lacks")
+    return TextModel(directory, manifest, _BACKENDS[runtime](directory, manifest, threads))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python runtime_app.py ARTIFACT TEXT [TEXT_PAIR] [--json]`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [arg for arg in args if arg != "--json"]
+    if len(args) not in (2, 3):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    model = load(args[0])
+    prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
+    if as_json:
+        print(json.dumps(prediction.__dict__))
+    else:
+        print(prediction.label if prediction.label is not None else prediction.scores[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
