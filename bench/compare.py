@@ -111,7 +111,8 @@ def build_peers(model: Path, glue: Path, task: str, work: Path) -> dict:
 
 
 def build_bertc(model: Path, glue: Path, task: str, work: Path) -> dict[str, Path]:
-    """Each target compiled by the CLI, exactly as the README tells a user."""
+    """Each target compiled by the CLI as the README tells a user, token ids in like the peers'
+    models (`--tokenizer none`; bench/tokenizer_latency.py measures the text-in artifacts)."""
     bertc = Path(sys.executable).parent / "bertc"
     artifacts = {}
     for target in BERTC_TARGETS:
@@ -129,6 +130,8 @@ def build_bertc(model: Path, glue: Path, task: str, work: Path) -> dict[str, Pat
                 target,
                 "--out",
                 out,
+                "--tokenizer",
+                "none",
                 "--overwrite",
             ],
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
