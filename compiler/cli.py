@@ -484,6 +484,88 @@ def _run_grid_command(
     )
 
 
+@app.command("distill")
+def distill_command(
+    teacher: Annotated[str, typer.Option(help="Checkpoint fine-tuned on the task.")],
+    student: Annotated[str, typer.Option(help="Checkpoint to start the student from.")],
+    task: Annotated[str, typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).")],
+    out: Annotated[Path, typer.Option(help="Student checkpoint directory to create.")],
+    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder.")] = None,
+    student_layers: Annotated[
+        int | None, typer.Option(help="Keep N of the student's layers (uniform, e.g. 6 -> 3).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="Weight of the teacher's soft loss (1 - alpha: hard labels).")
+    ] = 0.5,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the KL.")] = 2.0,
+    hidden_weight: Annotated[
+        float, typer.Option(help="TinyBERT hidden-state MSE weight (0: off).")
+    ] = 0.0,
+    attention_weight: Annotated[
+        float, typer.Option(help="TinyBERT attention-map MSE weight (0: off).")
+    ] = 0.0,
+    compare_alone: Annotated[
+        bool, typer.Option(help="Also fine-tune the student without a teacher, same budget.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-4,
+    epochs: Annotated[int, typer.Option(help="Epochs (unless --max-steps).")] = 4,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (a CPU budget).")] = None,
+    train_samples: Annotated[int | None, typer.Option(help="Seeded train sample size.")] = None,
+    max_seq_length: Annotated[
+        int, typer.Option("--max-seq-length", "--max-sequence-length", help="Truncation length.")
+    ] = 128,
+    seed: Annotated[int, typer.Option(help="Seed for the head, sampling, order, dropout.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.checkpoints/.")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option(help="Keep OUT.checkpoints/.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print distill.json.")] = False,
+) -> None:
+    """Task distillation: KL on the teacher's soft logits + hard labels (+ TinyBERT losses)."""
+    from bertc.compiler.distill import DistillOptions, distill_model
+
+    options = DistillOptions(
+        task=task,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        train_samples=train_samples,
+        max_sequence_length=max_seq_length,
+        seed=seed,
+        keep_layers=student_layers,
+        alpha=alpha,
+        temperature=temperature,
+        hidden_weight=hidden_weight,
+        attention_weight=attention_weight,
+        compare_alone=compare_alone,
+        threads=threads,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+        progress_bar=True,
+    )
+    with _training_progress() as progress:
+        result = distill_model(teacher, student, out, options, progress=progress)
+    if as_json:
+        print(json.dumps(result.report, indent=2, sort_keys=True))
+        return
+    stdout.print(
+        f"[green]distilled[/green] {teacher} → {result.out_dir} ({result.task}, "
+        f"{result.steps} steps, {result.wall_time_s:.0f} s)"
+    )
+    stdout.print(f"  teacher dev: {_metrics_text(result.teacher_dev_metrics)}")
+    stdout.print(f"  student dev (distilled): {_metrics_text(result.dev_metrics)}")
+    if result.alone_dev_metrics is not None:
+        stdout.print(
+            f"  student dev (alone, same budget): {_metrics_text(result.alone_dev_metrics)}"
+        )
+
+
 @app.command("pack")
 def pack_command(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory to pack for download.")],
