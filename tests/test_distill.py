@@ -4,6 +4,7 @@ projections where widths differ (trained, checkpointed, not saved), resume, refu
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -199,3 +200,35 @@ def test_refusals(tmp_path, tiny_classifier, tiny_encoder, wide_student, glue_da
     assert not any(
         path.name.startswith((".a", ".b", ".c", "a", "b", "c")) for path in tmp_path.iterdir()
     )
+
+
+# ---- real weights (slow: a few real steps on two shared cores)
+
+
+def _assets() -> Path:
+    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "assets"
+    return Path(os.environ.get("BERTC_ASSETS", default)).resolve()
+
+
+@pytest.mark.slow
+def test_real_minilm_teacher_into_a_3_layer_student(tmp_path):
+    """minilm-l6-sst2 into all-MiniLM-L6-v2's layers 0, 2, 4 for a few steps: the pipeline
+    holds on the real shapes (logits cached, 3 layers saved, teacher scored on dev)."""
+    assets = _assets()
+    teacher, student = assets / "models" / "minilm-l6-sst2", assets / "models" / "all-MiniLM-L6-v2"
+    glue = assets / "glue"
+    if not all(path.is_dir() for path in (teacher, student, glue / "SST-2")):
+        pytest.skip(f"minilm-l6-sst2, all-MiniLM-L6-v2 or GLUE SST-2 not under {assets}")
+    result = distill_model(
+        str(teacher),
+        str(student),
+        tmp_path / "student",
+        DistillOptions(
+            task="sst2", data_dir=glue, keep_layers=3, max_steps=4, train_samples=128, threads=1
+        ),
+    )
+    assert result.teacher_dev_metrics["accuracy"] == pytest.approx(0.8704, abs=1e-4)
+    config = json.loads((result.out_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["num_hidden_layers"] == 3
+    assert result.report["training"]["kept_layers"] == [0, 2, 4]
+    assert result.report["distillation"]["teacher_logits_cached"] is True
