@@ -259,8 +259,13 @@ def _run_on_ray(source, options, grid: GridOptions, trials, task, workspace: Pat
             # One grid_search over the trial list keeps --max-trials' subset and its order.
             param_space={
                 "source": str(Path(source).resolve()) if Path(source).exists() else source,
+                # Absolute paths: Ray runs each trial in its own working directory.
                 "options": options_to_json(
-                    replace(options, threads=options.threads or grid.cpus_per_trial)
+                    replace(
+                        options,
+                        threads=options.threads or grid.cpus_per_trial,
+                        data_dir=Path(options.data_dir).resolve() if options.data_dir else None,
+                    )
                 ),
                 "trial": tune.grid_search(
                     [
