@@ -279,7 +279,10 @@ def _run_on_ray(source, options, grid: GridOptions, trials, task, workspace: Pat
                 ),
             },
             tune_config=tune.TuneConfig(
-                metric=f"dev_{task.headline_metric}", mode="max", max_concurrent_trials=None
+                metric=f"dev_{task.headline_metric}",
+                mode="max",
+                # A worker keeps torch and bertc imported between trials; every trial re-seeds.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name="grid",
