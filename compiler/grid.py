@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -242,6 +243,8 @@ def _run_on_ray(source, options, grid: GridOptions, trials, task, workspace: Pat
         raise UsageError(
             "--engine ray needs Ray Tune: pip install 'bertc[ray]' (ray[tune])"
         ) from error
+    # Each trial checkpoints once; Ray's "snapshotting too often" advice does not apply here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started_here = not ray.is_initialized()
     if started_here:
         init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
