@@ -357,6 +357,263 @@ def prune_command(
         stdout.print(f"  note: {note}")
 
 
+def _float_list(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+@contextlib.contextmanager
+def _training_progress() -> Iterator[Progress]:
+    """Stage and step lines on a terminal (the step bar is tqdm's); stdout kept for results."""
+
+    def show(message: str) -> None:
+        if stderr.is_terminal:
+            stderr.print(f"• {message}", highlight=False)
+
+    with contextlib.redirect_stdout(sys.stderr):
+        yield show
+
+
+@app.command("finetune")
+def finetune_command(
+    model: Annotated[str, typer.Argument(help="Cached hub id or checkpoint directory.")],
+    task: Annotated[str, typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to create.")],
+    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-4,
+    epochs: Annotated[int, typer.Option(help="Epochs (unless --max-steps).")] = 4,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps; overrides --epochs (a CPU budget).")
+    ] = None,
+    train_samples: Annotated[int | None, typer.Option(help="Seeded train sample size.")] = None,
+    max_seq_length: Annotated[
+        int, typer.Option("--max-seq-length", "--max-sequence-length", help="Truncation length.")
+    ] = 128,
+    seed: Annotated[int, typer.Option(help="Seed for the head, sampling, order, dropout.")] = 0,
+    keep_layers: Annotated[
+        int | None, typer.Option(help="Start from N of the checkpoint's layers (uniform).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from the last epoch checkpoint in OUT.checkpoints/.")
+    ] = False,
+    keep_checkpoints: Annotated[
+        bool, typer.Option(help="Keep OUT.checkpoints/ after a successful run.")
+    ] = False,
+    grid: Annotated[
+        str | None, typer.Option(help="'seed': the BERT miniatures' grid, best on dev.")
+    ] = None,
+    grid_batch_sizes: Annotated[
+        str | None, typer.Option(help="Subset of the grid's batch sizes, e.g. 16,32.")
+    ] = None,
+    grid_learning_rates: Annotated[
+        str | None, typer.Option(help="Subset of the grid's learning rates, e.g. 1e-4,5e-5.")
+    ] = None,
+    max_trials: Annotated[
+        int | None, typer.Option(help="Run only the first N trials of the grid.")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="Grid engine: in-process or ray.")] = "in-process",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: a local instance).")
+    ] = None,
+    ray_cpus: Annotated[int | None, typer.Option(help="CPUs of the local Ray instance.")] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Fine-tune on a GLUE task (or run the seeds' grid) and save a checkpoint for compile."""
+    from bertc.compiler.finetune import FinetuneOptions, finetune_model
+
+    options = FinetuneOptions(
+        task=task,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        train_samples=train_samples,
+        max_sequence_length=max_seq_length,
+        seed=seed,
+        keep_layers=keep_layers,
+        threads=threads,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+        progress_bar=grid is None,
+    )
+    if grid is None:
+        if any(v is not None for v in (grid_batch_sizes, grid_learning_rates, max_trials)) or (
+            engine != "in-process" or ray_address
+        ):
+            raise UsageError("--grid-*, --max-trials, --engine and --ray-address need --grid")
+        with _training_progress() as progress:
+            result = finetune_model(model, out, options, progress=progress)
+        if as_json:
+            print(json.dumps(result.report, indent=2, sort_keys=True))
+            return
+        training = result.report["training"]
+        stdout.print(
+            f"[green]fine-tuned[/green] {model} → {result.out_dir} ({result.task}, "
+            f"{result.steps} steps = {training['epochs']:g} epochs of {result.train_samples} "
+            f"examples, {result.wall_time_s:.0f} s)"
+        )
+        stdout.print(f"  dev: {_metrics_text(result.dev_metrics)}")
+        return
+    _run_grid_command(
+        model,
+        out,
+        options,
+        grid,
+        grid_batch_sizes,
+        grid_learning_rates,
+        max_trials,
+        engine,
+        ray_address,
+        ray_cpus,
+        as_json,
+    )
+
+
+def _run_grid_command(
+    model,
+    out,
+    options,
+    grid,
+    batch_sizes,
+    learning_rates,
+    max_trials,
+    engine,
+    address,
+    cpus,
+    as_json,
+) -> None:
+    from bertc.compiler.grid import Engine, GridOptions, render_table, run_grid
+
+    try:
+        chosen_engine = Engine(engine)
+    except ValueError:
+        raise UsageError(f"unknown --engine {engine!r}; use in-process or ray") from None
+    sizes = _float_list(batch_sizes, "--grid-batch-sizes")
+    if sizes is not None and any(size != int(size) for size in sizes):
+        raise UsageError(f"--grid-batch-sizes takes integers, got {batch_sizes!r}")
+    defaults = GridOptions()
+    grid_options = GridOptions(
+        grid=grid,
+        batch_sizes=tuple(int(size) for size in sizes) if sizes else defaults.batch_sizes,
+        learning_rates=_float_list(learning_rates, "--grid-learning-rates")
+        or defaults.learning_rates,
+        max_trials=max_trials,
+        engine=chosen_engine,
+        ray_address=address,
+        ray_cpus=cpus,
+    )
+    with _training_progress() as progress:
+        result = run_grid(model, out, options, grid_options, progress=progress)
+    if as_json:
+        print(json.dumps(result.report, indent=2, sort_keys=True))
+        return
+    stdout.print(render_table(result.trials, result.headline_metric, result.winner))
+    winner = result.winner
+    stdout.print(
+        f"[green]best[/green] trial {winner.trial.index} (batch {winner.trial.batch_size}, "
+        f"lr {winner.trial.learning_rate:g}): {_metrics_text(winner.dev_metrics)} → "
+        f"{result.out_dir} ({len(result.trials)} trials on {result.engine.value}, "
+        f"{result.wall_time_s:.0f} s)"
+    )
+
+
+@app.command("distill")
+def distill_command(
+    teacher: Annotated[str, typer.Option(help="Checkpoint fine-tuned on the task.")],
+    student: Annotated[str, typer.Option(help="Checkpoint to start the student from.")],
+    task: Annotated[str, typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).")],
+    out: Annotated[Path, typer.Option(help="Student checkpoint directory to create.")],
+    data_dir: Annotated[Path | None, typer.Option(help="glue_data folder.")] = None,
+    student_layers: Annotated[
+        int | None, typer.Option(help="Keep N of the student's layers (uniform, e.g. 6 -> 3).")
+    ] = None,
+    alpha: Annotated[
+        float, typer.Option(help="Weight of the teacher's soft loss (1 - alpha: hard labels).")
+    ] = 0.5,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the KL.")] = 2.0,
+    hidden_weight: Annotated[
+        float, typer.Option(help="TinyBERT hidden-state MSE weight (0: off).")
+    ] = 0.0,
+    attention_weight: Annotated[
+        float, typer.Option(help="TinyBERT attention-map MSE weight (0: off).")
+    ] = 0.0,
+    compare_alone: Annotated[
+        bool, typer.Option(help="Also fine-tune the student without a teacher, same budget.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-4,
+    epochs: Annotated[int, typer.Option(help="Epochs (unless --max-steps).")] = 4,
+    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps (a CPU budget).")] = None,
+    train_samples: Annotated[int | None, typer.Option(help="Seeded train sample size.")] = None,
+    max_seq_length: Annotated[
+        int, typer.Option("--max-seq-length", "--max-sequence-length", help="Truncation length.")
+    ] = 128,
+    seed: Annotated[int, typer.Option(help="Seed for the head, sampling, order, dropout.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.checkpoints/.")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option(help="Keep OUT.checkpoints/.")] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Load pickle (.bin) weights.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print distill.json.")] = False,
+) -> None:
+    """Task distillation: KL on the teacher's soft logits + hard labels (+ TinyBERT losses)."""
+    from bertc.compiler.distill import DistillOptions, distill_model
+
+    options = DistillOptions(
+        task=task,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        train_samples=train_samples,
+        max_sequence_length=max_seq_length,
+        seed=seed,
+        keep_layers=student_layers,
+        alpha=alpha,
+        temperature=temperature,
+        hidden_weight=hidden_weight,
+        attention_weight=attention_weight,
+        compare_alone=compare_alone,
+        threads=threads,
+        resume=resume,
+        keep_checkpoints=keep_checkpoints,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+        progress_bar=True,
+    )
+    with _training_progress() as progress:
+        result = distill_model(teacher, student, out, options, progress=progress)
+    if as_json:
+        print(json.dumps(result.report, indent=2, sort_keys=True))
+        return
+    stdout.print(
+        f"[green]distilled[/green] {teacher} → {result.out_dir} ({result.task}, "
+        f"{result.steps} steps, {result.wall_time_s:.0f} s)"
+    )
+    stdout.print(f"  teacher dev: {_metrics_text(result.teacher_dev_metrics)}")
+    stdout.print(f"  student dev (distilled): {_metrics_text(result.dev_metrics)}")
+    if result.alone_dev_metrics is not None:
+        stdout.print(
+            f"  student dev (alone, same budget): {_metrics_text(result.alone_dev_metrics)}"
+        )
+
+
 @app.command("pack")
 def pack_command(
     artifact: Annotated[Path, typer.Argument(help="Artifact directory to pack for download.")],

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
-import random
 import re
 import shutil
 import tempfile
@@ -27,40 +25,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from bertc.calibration import (
     Example,
     GlueTask,
-    compute_metrics,
     get_task,
     load_examples,
-    predictions_from_logits,
     sample_examples,
 )
-from bertc.compiler.errors import ModelFileError, OutputExistsError, UsageError
-from bertc.compiler.families import check_supported, detect_family
-from bertc.compiler.loading import (
-    DEFAULT_MAX_SEQUENCE_LENGTH,
-    HEAD_ENCODER,
-    HEAD_REGRESSION,
-    find_weight_files,
-    head_kind,
-    load_tokenizer,
-    read_config,
-    read_tensor_names_and_dtype,
-    resolve_source,
-)
+from bertc.compiler import training
+from bertc.compiler.errors import OutputExistsError, UsageError
+from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
 from bertc.compiler.pipeline import move_into_place
+from bertc.compiler.training import (
+    MAX_GRAD_NORM,
+    WARMUP_FRACTION,
+    WEIGHT_DECAY,
+    load_classifier,
+    save_checkpoint,
+)
 
 Progress = Callable[[str], None]
 
 REPORT_FILE = "prune.json"
 PATTERN_CHOICES = ("1:2", "2:4", "4:8", "unstructured:0.8", "block:4x1")
-WARMUP_FRACTION = 0.06
-WEIGHT_DECAY = 0.01
-MAX_GRAD_NORM = 1.0
-EVAL_BATCH_SIZE = 64
 BLOCK_SPARSITY = 0.5  # block patterns zero the lower-scoring half of the blocks of each matrix
 # Encoder Linear layers of BertForSequenceClassification: attention q/k/v/output, FFN in/out.
 _ENCODER_LINEAR = re.compile(r"^bert\.encoder\.layer\.\d+\.")
@@ -225,138 +213,7 @@ def apply_masks(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> No
         parameters[name].mul_(mask)
 
 
-# ---- loading ----
-
-
-def load_classifier(
-    source: str, task: GlueTask, allow_pickle: bool = False
-) -> tuple[torch.nn.Module, Any, Path, bool, list[str]]:
-    """(model in fp32, tokenizer, directory, head_is_new, notes), checked as `load_model` does.
-
-    A *ForSequenceClassification checkpoint must have the task's label count; a bare encoder
-    gets a freshly initialised head (seed the RNG first) with the task's labels.
-    """
-    from transformers import BertConfig, BertForSequenceClassification
-
-    directory = resolve_source(source)
-    config = read_config(directory)
-    check_supported(config)
-    tensor_names: list[str] = []
-    for path in find_weight_files(directory, allow_pickle):
-        tensor_names.extend(read_tensor_names_and_dtype(path)[0])
-    family = detect_family(config, tensor_names)
-    head = head_kind(config)
-    head_is_new = head == HEAD_ENCODER
-    settings = family.normalise_config(config)
-    if head_is_new:
-        settings.update(_task_head_settings(task))
-    else:
-        labels = int(config.get("num_labels", len(config.get("id2label") or {}) or 2))
-        if (head == HEAD_REGRESSION) != task.is_regression or labels != task.num_labels:
-            raise UsageError(
-                f"{directory} has a {labels}-output {head} head but {task.name} needs "
-                f"{task.num_labels} output(s); pick the matching task or start from an encoder"
-            )
-    bert_config = BertConfig.from_dict(settings)
-    bert_config._attn_implementation = "eager"
-    model, missing = _from_pretrained(
-        BertForSequenceClassification, directory, bert_config, allow_pickle
-    )
-    notes = [f"model family {family.name}"]
-    fresh_allowed = ("classifier.", "bert.pooler.") if head_is_new else ()
-    unexpected_missing = [name for name in missing if not name.startswith(fresh_allowed)]
-    if unexpected_missing:
-        raise ModelFileError(
-            f"{directory} lacks {len(unexpected_missing)} weights the config needs "
-            f"(e.g. {unexpected_missing[0]}): truncated or not a checkpoint of this architecture"
-        )
-    if head_is_new:
-        notes.append(
-            f"{directory.name} is a bare encoder: the {task.name} head "
-            f"({', '.join(sorted(set(missing)))}) was freshly initialised, so there is no dense "
-            "dev score to compare with"
-        )
-    return model, load_tokenizer(directory, config), directory, head_is_new, notes
-
-
-def _task_head_settings(task: GlueTask) -> dict[str, Any]:
-    if task.is_regression:
-        return {
-            "num_labels": 1,
-            "problem_type": "regression",
-            "id2label": {0: "score"},
-            "label2id": {"score": 0},
-        }
-    names = task.hf.label_names or task.labels
-    return {
-        "num_labels": task.num_labels,
-        "problem_type": "single_label_classification",
-        "id2label": dict(enumerate(names)),
-        "label2id": {name: index for index, name in enumerate(names)},
-    }
-
-
-def _from_pretrained(cls, directory: Path, config, allow_pickle: bool):
-    transformers_logger = logging.getLogger("transformers")
-    previous_level = transformers_logger.level
-    transformers_logger.setLevel(logging.ERROR)
-    kwargs: dict[str, Any] = {"config": config, "dtype": torch.float32, "output_loading_info": True}
-    if not allow_pickle:
-        kwargs["use_safetensors"] = True
-    try:
-        model, info = cls.from_pretrained(str(directory), **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"could not load the weights in {directory}: {first}") from error
-    finally:
-        transformers_logger.setLevel(previous_level)
-    return model, sorted(info.get("missing_keys", []))
-
-
-# ---- training and evaluation ----
-
-
-def _encode(tokenizer, examples: Sequence[Example], max_length: int) -> dict[str, torch.Tensor]:
-    """One batch padded to its own longest example (dynamic padding)."""
-    text_b = [example.text_b for example in examples]
-    return tokenizer(
-        [example.text_a for example in examples],
-        text_b if any(text is not None for text in text_b) else None,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-
-
-def _labels(task: GlueTask, examples: Sequence[Example]) -> torch.Tensor:
-    dtype = torch.float32 if task.is_regression else torch.long
-    return torch.tensor([example.label for example in examples], dtype=dtype)
-
-
-def _training_order(count: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
-    """`steps` batches of example indices; epoch e is a random.Random(seed + e) shuffle."""
-    batches: list[list[int]] = []
-    epoch = 0
-    while len(batches) < steps:
-        order = list(range(count))
-        random.Random(seed + epoch).shuffle(order)
-        batches.extend(order[start : start + batch_size] for start in range(0, count, batch_size))
-        epoch += 1
-    return batches[:steps]
-
-
-def _optimizer(model: torch.nn.Module, learning_rate: float) -> torch.optim.AdamW:
-    """AdamW, with weight decay on everything but biases and LayerNorm."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        exempt = name.endswith(".bias") or "LayerNorm" in name
-        (no_decay if exempt else decay).append(parameter)
-    groups = [
-        {"params": decay, "weight_decay": WEIGHT_DECAY},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+# ---- training and evaluation (the shared loop of compiler/training.py) ----
 
 
 def fine_tune(
@@ -373,40 +230,26 @@ def fine_tune(
 
     Returns the loss of each step.
     """
-    from transformers import get_linear_schedule_with_warmup
-
-    optimizer = _optimizer(model, options.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, math.ceil(WARMUP_FRACTION * steps), steps
+    max_length = min(options.max_sequence_length, model.config.max_position_embeddings)
+    batcher = training.Batcher(tokenizer, training.tokenize(tokenizer, task, examples, max_length))
+    settings = training.TrainSettings(
+        steps=steps,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        seed=options.seed,
+        log_every=options.log_every,
     )
-    losses = []
-    model.train()
-    started = time.perf_counter()
-    for step, indices in enumerate(
-        _training_order(len(examples), steps, options.batch_size, options.seed), start=1
-    ):
-        batch = [examples[index] for index in indices]
-        loss = model(
-            **_encode(tokenizer, batch, options.max_sequence_length), labels=_labels(task, batch)
-        ).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
-        scheduler.step()
-        apply_masks(model, masks)
-        losses.append(loss.item())
-        if step % options.log_every == 0 or step == steps:
-            recent = losses[-options.log_every :]
-            progress(
-                f"step {step}/{steps} loss {sum(recent) / len(recent):.4f} "
-                f"({(time.perf_counter() - started) / step:.2f} s/step)"
-            )
-    model.eval()
-    return losses
+    log = training.train(
+        model,
+        batcher,
+        settings,
+        # Looked up at call time, so a test can swap apply_masks out.
+        after_step=lambda: apply_masks(model, masks),
+        progress=progress,
+    )
+    return list(log.losses)
 
 
-@torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
     tokenizer,
@@ -414,18 +257,9 @@ def evaluate(
     examples: Sequence[Example],
     max_length: int,
 ) -> dict[str, float]:
-    """The task's dev metrics, batches sorted by length so padding stays short."""
-    model.eval()
-    order = sorted(
-        range(len(examples)), key=lambda i: len(examples[i].text_a) + len(examples[i].text_b or "")
-    )
-    logits = np.zeros((len(examples), task.num_labels), dtype=np.float32)
-    for start in range(0, len(order), EVAL_BATCH_SIZE):
-        indices = order[start : start + EVAL_BATCH_SIZE]
-        batch = [examples[index] for index in indices]
-        logits[indices] = model(**_encode(tokenizer, batch, max_length)).logits.numpy()
-    predictions = predictions_from_logits(task, logits)
-    return compute_metrics(task, predictions, [example.label for example in examples])
+    """The task's dev metrics."""
+    data = training.tokenize(tokenizer, task, examples, max_length)
+    return training.evaluate(model, training.Batcher(tokenizer, data))
 
 
 # ---- saving ----
@@ -437,14 +271,6 @@ def matrix_sparsity(weights: Mapping[str, torch.Tensor], names: Sequence[str]) -
         name: round(float((weights[name] == 0).sum()) / weights[name].numel(), 6)
         for name in sorted(names)
     }
-
-
-def _save_checkpoint(model, tokenizer, task: GlueTask, directory: Path, max_length: int) -> None:
-    model.config.finetuning_task = task.name
-    model.config.architectures = ["BertForSequenceClassification"]
-    model.save_pretrained(str(directory))
-    tokenizer.model_max_length = max_length
-    tokenizer.save_pretrained(str(directory))
 
 
 # ---- the entry point ----
@@ -487,7 +313,7 @@ def prune_model(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
-        _save_checkpoint(model, tokenizer, task, staging, max_length)
+        save_checkpoint(model, tokenizer, task, staging, max_length)
         from safetensors.torch import load_file
 
         saved = load_file(str(staging / "model.safetensors"))
