@@ -12,6 +12,7 @@ median and p90 ms per sentence for each variant, and the fused/ids-in+tokenizer 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -97,7 +98,9 @@ def main() -> None:
     texts = texts[: args.limit] if args.limit else texts
     variants: dict[str, Callable[[str], object]] = {}
     for name, fused, ids in args.pair:
-        variants[f"{name}: fused (text in)"] = fused_variant(Path(fused), args.threads)
+        mode = json.loads((Path(fused) / "manifest.json").read_text(encoding="utf-8"))
+        label = f"text in ({mode['tokenizer']['mode']})"
+        variants[f"{name}: {label}"] = fused_variant(Path(fused), args.threads)
         for label, run in ids_variants(Path(ids), args.threads).items():
             variants[f"{name}: {label}"] = run
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -112,13 +115,13 @@ def main() -> None:
         f"{len(texts)} SST-2 dev sentences x {args.rounds} interleaved rounds, batch 1, "
         f"{args.threads} runtime threads, {cpu} visible CPUs (shared machine: indicative only)\n"
     )
-    print("| variant | median ms | p90 ms | fused / (ids-in + transformers tokenizer) |")
+    print("| variant | median ms | p90 ms | text in / (ids-in + transformers tokenizer) |")
     print("|---|---|---|---|")
     for name in variants:
         target = name.split(":")[0]
         baseline = statistics.median(times[f"{target}: ids-in + transformers fast tokenizer"])
         median = statistics.median(times[name])
-        ratio = f"{median / baseline:.2f}" if "fused" in name else ""
+        ratio = f"{median / baseline:.2f}" if "text in" in name else ""
         print(f"| {name} | {median:.3f} | {_percentile(times[name], 90):.3f} | {ratio} |")
 
 
