@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ from bertc.compiler.finetune import (
     train_settings,
     training_report,
 )
-from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
 
 Progress = Callable[[str], None]
 
@@ -50,31 +49,14 @@ REPORT_FILE = "distill.json"
 
 
 @dataclass(frozen=True)
-class DistillOptions:
-    """Everything `bertc distill` takes besides the teacher, the student and the output."""
+class DistillOptions(FinetuneOptions):
+    """`bertc finetune`'s options (keep_layers is `--student-layers`) plus the teacher's losses."""
 
-    task: str
-    data_dir: Path | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    epochs: int = 4
-    max_steps: int | None = None
-    train_samples: int | None = None
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
-    seed: int = 0
-    keep_layers: int | None = None  # `--student-layers`
     alpha: float = 0.5  # weight of the teacher's soft loss; 1 - alpha on the hard labels
     temperature: float = 2.0
     hidden_weight: float = 0.0
     attention_weight: float = 0.0
     compare_alone: bool = False
-    threads: int | None = None
-    resume: bool = False
-    keep_checkpoints: bool = False
-    allow_pickle: bool = False
-    overwrite: bool = False
-    log_every: int = 20
-    progress_bar: bool = False
 
     @property
     def intermediate(self) -> bool:
@@ -342,21 +324,9 @@ def _fine_tune_alone(
 ) -> dict[str, Any]:
     """The same student, start, data, steps and seed, trained on the hard labels alone."""
     progress("fine-tune the student alone (same budget)")
+    shared = {field.name: getattr(options, field.name) for field in fields(FinetuneOptions)}
     alone_options = FinetuneOptions(
-        task=options.task,
-        data_dir=options.data_dir,
-        batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        epochs=options.epochs,
-        max_steps=options.max_steps,
-        train_samples=options.train_samples,
-        max_sequence_length=options.max_sequence_length,
-        seed=options.seed,
-        keep_layers=options.keep_layers,
-        threads=options.threads,
-        allow_pickle=options.allow_pickle,
-        log_every=options.log_every,
-        progress_bar=options.progress_bar,
+        **{**shared, "resume": False, "keep_checkpoints": False, "overwrite": False}
     )
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.alone-", dir=out_dir.parent) as tmp:
         result = finetune_model(student_source, Path(tmp) / "alone", alone_options, progress)

@@ -117,7 +117,7 @@ class PreparedRun:
 def prepare_run(source: str, options: Any, progress: Progress = _silent) -> PreparedRun:
     """Seed, load (dropping layers if asked), read and tokenize train and dev, count the steps.
 
-    `options` is a FinetuneOptions or anything with the same fields (DistillOptions).
+    `options` is a FinetuneOptions (or its subclass DistillOptions).
     """
     task = get_task(options.task)
     training.set_threads(options.threads)
