@@ -239,32 +239,21 @@ def load_runner(variant: Variant, threads: int) -> tuple[Runner, str]:
 
 
 def stock_runner(variant: Variant, threads: int) -> Runner:
-    """A bertc artifact loaded as the README's app snippets load it: the runtime alone (no
-    bertc, no torch in the process), single inputs on the manifest's static buckets."""
+    """A bertc artifact loaded as an app loads it: the runtime and the vendorable runtime-only
+    loader's bucket helper (no torch, no compiler in the process), single inputs on the
+    manifest's static buckets."""
     artifact = Path(variant.path)
     runtime = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))["runtime"]
     if runtime["name"] != "openvino":
         return ort_runner(str(artifact / runtime["model"]), threads)
     import openvino
+    from bertc.targets.runtime_app import StaticShapeBuckets  # numpy + openvino only
 
     core = openvino.Core()
     config = {**runtime.get("compile_config", {}), "INFERENCE_NUM_THREADS": threads}
-    buckets = runtime["static_shapes"]["sequence_buckets"]
-    compiled: dict[int, object] = {}
-
-    def run_one(inputs):
-        length = inputs["input_ids"].shape[1]
-        bucket = next(size for size in buckets if size >= length)
-        if bucket not in compiled:
-            model = core.read_model(str(artifact / runtime["model"]))
-            model.reshape({port.get_any_name(): [1, bucket] for port in model.inputs})
-            compiled[bucket] = core.compile_model(model, "CPU", config)
-        padded = {
-            name: np.pad(value, ((0, 0), (0, bucket - length))) for name, value in inputs.items()
-        }
-        return np.asarray(compiled[bucket](padded)[0])
-
-    return run_one
+    model = core.read_model(str(artifact / runtime["model"]))
+    buckets = StaticShapeBuckets(core, model, config, runtime["static_shapes"]["sequence_buckets"])
+    return lambda inputs: buckets.run(dict(inputs))[0]
 
 
 def ort_runner(path: str, threads: int) -> Runner:

@@ -34,6 +34,7 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
+from bertc.targets.runtime_app import StaticShapeBuckets
 from bertc.targets.tokenizer_openvino import (
     TEXT_INPUTS,
     TOKENIZER_BIN,
@@ -281,57 +282,23 @@ class OpenVinoRunner:
     ) -> None:
         import openvino
 
-        self.core = openvino.Core()
-        self.config = dict(compile_config)
+        core = openvino.Core()
+        config = dict(compile_config)
         if threads:
-            self.config["INFERENCE_NUM_THREADS"] = threads
-        self.model = self.core.read_model(str(model_path))
-        self.compiled = self.core.compile_model(self.model, "CPU", self.config)
+            config["INFERENCE_NUM_THREADS"] = threads
+        model = core.read_model(str(model_path))
+        self.compiled = core.compile_model(model, "CPU", config)
         self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
         self.output_names = tuple(port.get_any_name() for port in self.compiled.outputs)
         self.request = self.compiled.create_infer_request()
-        self.sequence_buckets = tuple(sorted(sequence_buckets))
-        self._sequence_outputs = tuple(
-            port.get_partial_shape().rank.get_length() > 1
-            and port.get_partial_shape()[1].is_dynamic
-            for port in self.compiled.outputs
-        )
-        self._static: dict[int, tuple[Any, Any]] = {}
+        self.static = StaticShapeBuckets(core, model, config, list(sequence_buckets))
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         feed = {name: inputs[name] for name in self.input_names}
-        bucket = self._bucket(feed[self.input_names[0]].shape)
-        if bucket is None:
-            return self._infer(self.compiled, self.request, feed)
-        length = feed[self.input_names[0]].shape[1]
-        compiled, request = self._static_model(bucket)
-        padded = {name: _right_pad(value, bucket) for name, value in feed.items()}
-        outputs = self._infer(compiled, request, padded)
-        return [
-            output[:, :length] if is_sequence else output
-            for output, is_sequence in zip(outputs, self._sequence_outputs, strict=True)
-        ]
+        outputs = self.static.run(feed)
+        return self.run_dynamic(feed) if outputs is None else outputs
 
-    def _bucket(self, shape: tuple[int, ...]) -> int | None:
-        """The bucket for one input of token ids; None for batches and string inputs."""
-        if len(shape) != 2 or shape[0] != 1:
-            return None
-        return next((bucket for bucket in self.sequence_buckets if bucket >= shape[1]), None)
-
-    def _static_model(self, bucket: int) -> tuple[Any, Any]:
-        if bucket not in self._static:
-            model = self.model.clone()
-            model.reshape({name: [1, bucket] for name in self.input_names})
-            compiled = self.core.compile_model(model, "CPU", self.config)
-            self._static[bucket] = (compiled, compiled.create_infer_request())
-        return self._static[bucket]
-
-    @staticmethod
-    def _infer(compiled: Any, request: Any, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        results = request.infer(feed)
-        return [np.asarray(results[port]) for port in compiled.outputs]
-
-
-def _right_pad(value: np.ndarray, length: int) -> np.ndarray:
-    """Zeros after the real tokens: id 0 is [PAD] and attention_mask 0 hides the padding."""
-    return np.pad(value, ((0, 0), (0, length - value.shape[1])))
+    def run_dynamic(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The dynamic-shape model, whatever the input's shape."""
+        results = self.request.infer(feed)
+        return [np.asarray(results[port]) for port in self.compiled.outputs]

@@ -86,6 +86,50 @@ class TextModel:
         return results
 
 
+class StaticShapeBuckets:
+    """Single inputs of token ids on static [1, bucket] copies of an OpenVINO model.
+
+    Each copy is compiled the first time its bucket is used; the input is right-padded with
+    zeros (attention_mask 0 hides the padding) and outputs with a sequence axis are cut back.
+    Static shapes are faster than dynamic ones on short inputs (the CPU plugin's fused attention
+    wants them); the manifest's `runtime.static_shapes` lists the buckets.
+    """
+
+    def __init__(self, core: Any, model: Any, config: dict[str, Any], buckets: list[int]) -> None:
+        self.core, self.model, self.config = core, model, config
+        self.buckets = sorted(buckets)
+        self.compiled: dict[int, Any] = {}
+        self.sequence_outputs = [
+            port.get_partial_shape().rank.get_length() > 1
+            and port.get_partial_shape()[1].is_dynamic
+            for port in model.outputs
+        ]
+
+    def bucket_for(self, shape: tuple[int, ...]) -> int | None:
+        """The bucket for one row of token ids; None for batches, strings, or longer inputs."""
+        if len(shape) != 2 or shape[0] != 1:
+            return None
+        return next((bucket for bucket in self.buckets if bucket >= shape[1]), None)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+        """The model's outputs for one input, or None when it has no bucket."""
+        length = next(iter(feeds.values())).shape[-1]
+        bucket = self.bucket_for(next(iter(feeds.values())).shape)
+        if bucket is None:
+            return None
+        if bucket not in self.compiled:
+            model = self.model.clone()
+            model.reshape({port.get_any_name(): [1, bucket] for port in model.inputs})
+            self.compiled[bucket] = self.core.compile_model(model, "CPU", self.config)
+        compiled = self.compiled[bucket]
+        padded = {name: np.pad(ids, ((0, 0), (0, bucket - length))) for name, ids in feeds.items()}
+        results = compiled(padded)
+        return [
+            np.asarray(results[port])[:, :length] if is_sequence else np.asarray(results[port])
+            for port, is_sequence in zip(compiled.outputs, self.sequence_outputs, strict=True)
+        ]
+
+
 class _OpenVinoBackend:
     """Strings in: the fused IR, or the tokenizer IR then the ids-in IR, on the CPU plugin."""
 
@@ -97,7 +141,7 @@ class _OpenVinoBackend:
         config = dict(runtime.get("compile_config", {}))
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        self.core, self.config = openvino.Core(), config
+        self.core = openvino.Core()
         self.model = self.core.read_model(str(directory / runtime["model"]))
         self.compiled = self.core.compile_model(self.model, "CPU", config)
         self.tokenizer = None
@@ -106,17 +150,8 @@ class _OpenVinoBackend:
             self.tokenizer = self.core.compile_model(str(path), "CPU")
         self.request = self.compiled.create_infer_request()
         self.first_output = self.compiled.outputs[0]
-        self.buckets = runtime.get("static_shapes", {}).get("sequence_buckets", [])
-        self.static: dict[int, Any] = {}
-
-    def _static(self, bucket: int) -> Any:
-        """A [1, bucket] copy of the ids-in model, compiled on first use (static shapes are
-        faster than dynamic ones on short inputs; the manifest's `static_shapes` says how)."""
-        if bucket not in self.static:
-            model = self.model.clone()
-            model.reshape({port.get_any_name(): [1, bucket] for port in model.inputs})
-            self.static[bucket] = self.core.compile_model(model, "CPU", self.config)
-        return self.static[bucket]
+        buckets = runtime.get("static_shapes", {}).get("sequence_buckets", [])
+        self.static = StaticShapeBuckets(self.core, self.model, config, buckets)
 
     def run(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
         strings = [np.array(texts)] + ([np.array(pairs)] if pairs is not None else [])
@@ -128,13 +163,10 @@ class _OpenVinoBackend:
             for port in self.tokenizer.outputs
             if port.get_any_name() in {i.get_any_name() for i in self.compiled.inputs}
         }
-        batch, length = next(iter(feeds.values())).shape
-        bucket = next((size for size in self.buckets if size >= length), None)
-        if batch != 1 or bucket is None:
+        outputs = self.static.run(feeds)
+        if outputs is None:
             return np.array(self.request.infer(feeds)[self.first_output])
-        padded = {name: np.pad(ids, ((0, 0), (0, bucket - length))) for name, ids in feeds.items()}
-        compiled = self._static(bucket)
-        return np.array(compiled(padded)[compiled.outputs[0]])
+        return outputs[0]
 
 
 class _OnnxRuntimeBackend:

@@ -174,8 +174,8 @@ def test_openvino_single_inputs_on_static_buckets_match_the_dynamic_model(
         expected = dynamic_only.run(single)[0]
         np.testing.assert_allclose(bucketed.run(single)[0], expected, atol=1e-4)
     lengths = {value["input_ids"].shape[1] for value in single_inputs(batch)}
-    used = {bucket for bucket in bucketed.sequence_buckets if bucket in bucketed._static}
-    assert used == {min(b for b in bucketed.sequence_buckets if b >= n) for n in lengths}
+    buckets = bucketed.static.buckets
+    assert set(bucketed.static.compiled) == {min(b for b in buckets if b >= n) for n in lengths}
 
 
 def test_openvino_bucketed_encoder_outputs_keep_the_real_sequence_length(
@@ -191,5 +191,5 @@ def test_openvino_bucketed_encoder_outputs_keep_the_real_sequence_length(
     }
     hidden = runner.run(inputs)[0]
     assert hidden.shape[:2] == (1, 5)
-    dynamic = runner._infer(runner.compiled, runner.request, inputs)[0]
+    dynamic = runner.run_dynamic(inputs)[0]
     np.testing.assert_allclose(hidden, dynamic, atol=1e-4)
