@@ -79,14 +79,27 @@ def sequence_buckets(max_sequence_length: int) -> tuple[int, ...]:
     return (*buckets, max_sequence_length)
 
 
-def static_shape_policy(max_sequence_length: int) -> dict[str, Any]:
-    """What the manifest tells an app about running single inputs on static shapes."""
-    return {
+def static_shape_policy(
+    max_sequence_length: int, split_at: list[str] | None = None
+) -> dict[str, Any]:
+    """What the manifest tells an app about running single inputs on static shapes.
+
+    A fused IR takes strings, which cannot be padded: `split_at` names the token-id tensors where
+    the runtime cuts it (`runtime_app.split_fused_model`) to run the encoder part on the buckets.
+    """
+    policy: dict[str, Any] = {
         "batch": 1,
         "sequence_buckets": list(sequence_buckets(max_sequence_length)),
         "padding": "right-pad every input to the smallest bucket that fits, attention_mask 0 "
         "on the padding; cut outputs with a sequence axis back to the real length",
     }
+    if split_at:
+        policy["split_at"] = list(split_at)
+        policy["split"] = (
+            "cut the fused IR at these tensors: the part before takes strings and returns token "
+            "ids, the part after takes them like an ids-in model (bertc's runtime_app does this)"
+        )
+    return policy
 
 
 def quantize_with_nncf(model, request: BuildRequest):
@@ -211,9 +224,11 @@ class OpenVinoTarget(Target):
         }
         files: tuple[str, ...] = (MODEL_XML, MODEL_BIN)
         section = None
-        if request.tokenizer is None or request.tokenizer.mode is not TokenizerMode.FUSED:
-            # Only a model that takes token ids can be padded to a bucket.
-            runtime["static_shapes"] = static_shape_policy(request.max_sequence_length)
+        fused = request.tokenizer is not None and request.tokenizer.mode is TokenizerMode.FUSED
+        runtime["static_shapes"] = static_shape_policy(
+            request.max_sequence_length,
+            split_at=[port.get_any_name() for port in compressed.inputs] if fused else None,
+        )
         if request.tokenizer is not None:
             compressed, section, extra = self._add_tokenizer(compressed, request.tokenizer, out_dir)
             files += extra

@@ -130,6 +130,41 @@ class StaticShapeBuckets:
         ]
 
 
+def split_fused_model(model: Any, hand_over: list[str]) -> tuple[Any, Any]:
+    """A fused text-in IR cut where the tokenizer hands over token ids: (tokenizer, encoder).
+
+    The fused IR runs on dynamic shapes (its input is strings); cut in two, the encoder part can
+    run on static [1, bucket] shapes like an ids-in artifact. The tensors named in `hand_over`
+    (the manifest's `runtime.static_shapes.split_at`) are the tokenizer part's outputs and become
+    the encoder part's parameters of the same names.
+    """
+    import openvino
+
+    def named_ports(graph: Any) -> dict[str, Any]:
+        ports = {}
+        for node in graph.get_ordered_ops():
+            for port in node.outputs():
+                ports.update({name: port for name in hand_over if name in port.get_names()})
+        missing = sorted(set(hand_over) - set(ports))
+        if missing:
+            raise ArtifactLoadError(f"the fused model has no tensors named {missing}")
+        return ports
+
+    ports = named_ports(model)
+    tokenizer = openvino.Model(
+        [ports[name] for name in hand_over], model.get_sinks(), model.get_parameters(), "tokenizer"
+    )
+    encoder = model.clone()
+    parameters = []
+    for name, port in named_ports(encoder).items():
+        parameter = openvino.op.Parameter(port.get_element_type(), port.get_partial_shape())
+        parameter.output(0).get_tensor().set_names({name})
+        for target in list(port.get_target_inputs()):
+            target.replace_source_output(parameter.output(0))
+        parameters.append(parameter)
+    return tokenizer, openvino.Model(encoder.get_results(), parameters, "encoder")
+
+
 class _OpenVinoBackend:
     """Strings in: the fused IR, or the tokenizer IR then the ids-in IR, on the CPU plugin."""
 
@@ -144,29 +179,40 @@ class _OpenVinoBackend:
         self.core = openvino.Core()
         self.model = self.core.read_model(str(directory / runtime["model"]))
         self.compiled = self.core.compile_model(self.model, "CPU", config)
-        self.tokenizer = None
-        if manifest["tokenizer"]["mode"] == "separate":
-            path = directory / manifest["tokenizer"]["model"]
-            self.tokenizer = self.core.compile_model(str(path), "CPU")
         self.request = self.compiled.create_infer_request()
         self.first_output = self.compiled.outputs[0]
-        buckets = runtime.get("static_shapes", {}).get("sequence_buckets", [])
-        self.static = StaticShapeBuckets(self.core, self.model, config, buckets)
+        static_shapes = runtime.get("static_shapes", {})
+        # The separate tokenizer IR, or the tokenizer part of a fused IR cut at its hand-over.
+        self.fused = manifest["tokenizer"]["mode"] == "fused"
+        self.tokenizer = None
+        encoder = self.model
+        if not self.fused:
+            path = directory / manifest["tokenizer"]["model"]
+            self.tokenizer = self.core.compile_model(str(path), "CPU")
+        elif static_shapes.get("split_at"):
+            tokenizer, encoder = split_fused_model(self.model, static_shapes["split_at"])
+            self.tokenizer = self.core.compile_model(tokenizer, "CPU")
+        self.encoder_inputs = {port.get_any_name() for port in encoder.inputs}
+        self.static = StaticShapeBuckets(
+            self.core, encoder, config, static_shapes.get("sequence_buckets", [])
+        )
 
     def run(self, texts: list[str], pairs: list[str] | None) -> np.ndarray:
         strings = [np.array(texts)] + ([np.array(pairs)] if pairs is not None else [])
-        if self.tokenizer is None:
+        if self.tokenizer is None or (self.fused and len(texts) > 1):
             return np.array(self.request.infer(strings)[self.first_output])
         tokens = self.tokenizer(strings)
         feeds = {
             port.get_any_name(): tokens[port]
             for port in self.tokenizer.outputs
-            if port.get_any_name() in {i.get_any_name() for i in self.compiled.inputs}
+            if port.get_any_name() in self.encoder_inputs
         }
         outputs = self.static.run(feeds)
-        if outputs is None:
-            return np.array(self.request.infer(feeds)[self.first_output])
-        return outputs[0]
+        if outputs is not None:
+            return outputs[0]
+        if self.fused:  # no bucket for it: the whole IR on dynamic shapes
+            return np.array(self.request.infer(strings)[self.first_output])
+        return np.array(self.request.infer(feeds)[self.first_output])
 
 
 class _OnnxRuntimeBackend:

@@ -58,6 +58,13 @@ def fuse_tokenizer(tokenizer_model, encoder_model):
         raise TargetBuildError(
             f"the converted tokenizer does not produce the model inputs {missing}"
         )
+    # Where the tokenizer hands token ids to the encoder: named in the fused IR (below) so that
+    # a runtime can cut it there and run the encoder part on static shapes (`split_fused_model`).
+    hand_over = {
+        port.get_any_name(): port.get_node().input_value(0)
+        for port in tokenizer_model.outputs
+        if port.get_any_name() in encoder_inputs
+    }
     try:
         fused = connect_models(tokenizer_model, encoder_model)
     except Exception as error:
@@ -68,6 +75,8 @@ def fuse_tokenizer(tokenizer_model, encoder_model):
     # tokenizer's stateful sinks (the Assign of its `truncation` variable), so the CPU plugin
     # refuses the ReadValue left behind; hand them over (tests/test_tokenizer.py shows it).
     fused.add_sinks(tokenizer_model.get_sinks())
+    for name, port in hand_over.items():
+        port.get_tensor().add_names({name})
     return fused
 
 

@@ -109,15 +109,50 @@ def test_separate_tokenizer_ships_beside_the_ids_model(compile_once, tiny_classi
     np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
-def test_separate_tokenizer_runs_single_texts_on_static_buckets(compile_once, tiny_classifier):
-    separate = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.SEPARATE)
-    fused = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.FUSED)
-    assert "static_shapes" in separate.manifest["runtime"]
-    assert "static_shapes" not in fused.manifest["runtime"]  # strings in: nothing to pad
-    model = runtime_app.load(separate.artifact_dir, threads=1)
+@pytest.mark.parametrize("mode", [TokenizerMode.SEPARATE, TokenizerMode.FUSED])
+def test_single_texts_run_on_static_buckets(compile_once, tiny_classifier, mode) -> None:
+    """One text at a time runs on [1, bucket] encoders and agrees with the dynamic batch."""
+    artifact = compile_once(tiny_classifier, "openvino", tokenizer=mode)
+    static_shapes = artifact.manifest["runtime"]["static_shapes"]
+    assert static_shapes["sequence_buckets"] == [16, 32, 64, 128]
+    # A fused IR takes strings: the manifest names where to cut it to pad the token ids.
+    expected_split = ["input_ids", "attention_mask", "token_type_ids"]
+    assert sorted(static_shapes.get("split_at", [])) == (
+        sorted(expected_split) if mode is TokenizerMode.FUSED else []
+    )
+    model = runtime_app.load(artifact.artifact_dir, threads=1)
     one_by_one = np.concatenate([model.logits([text]) for text in SENTENCES])
     np.testing.assert_allclose(one_by_one, model.logits(SENTENCES), atol=1e-4)
-    assert model.backend.static.compiled  # single texts ran on [1, bucket] models
+    # "fun" and "" fit 16 tokens; the 400-word text is truncated to 128; the others fit 16.
+    assert sorted(model.backend.static.compiled) == [16, 128]
+
+
+def test_split_fused_model_cuts_at_the_token_ids(compile_once, tiny_classifier, hf_tokenizer):
+    """The tokenizer part returns HF's ids; the encoder part turns them into the fused logits."""
+    import openvino
+    import openvino_tokenizers  # noqa: F401
+
+    fused = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.FUSED)
+    split_at = fused.manifest["runtime"]["static_shapes"]["split_at"]
+    core = openvino.Core()
+    whole = core.read_model(str(fused.artifact_dir / "model.xml"))
+    tokenizer, encoder = runtime_app.split_fused_model(whole, split_at)
+    assert [port.get_element_type().get_type_name() for port in tokenizer.inputs] == ["string"]
+    assert sorted(port.get_any_name() for port in encoder.inputs) == sorted(split_at)
+    encoder_kinds = {op.get_type_name() for op in encoder.get_ordered_ops()}
+    assert "WordpieceTokenizer" not in encoder_kinds and "FakeQuantize" in encoder_kinds
+    text = SENTENCES[0]
+    compiled_tokenizer = core.compile_model(tokenizer, "CPU")
+    tokens = compiled_tokenizer([np.array([text])])
+    ids = {port.get_any_name(): tokens[port] for port in compiled_tokenizer.outputs}
+    assert ids["input_ids"][0].tolist() == hf_tokenizer(text)["input_ids"]
+    logits = core.compile_model(encoder, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(ids)[0]
+    whole_logits = core.compile_model(whole, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
+        [np.array([text])]
+    )[0]
+    np.testing.assert_allclose(logits, whole_logits, atol=1e-4)
+    with pytest.raises(runtime_app.ArtifactLoadError, match="no tensors named"):
+        runtime_app.split_fused_model(whole, ["not_a_tensor"])
 
 
 def test_ort_mobile_fused_needs_and_declares_the_extensions(compile_once, tiny_classifier):
@@ -372,6 +407,9 @@ def test_sentence_pairs_through_the_in_graph_tokenizer(compile_once, tiny_regres
         feeds = {name: np.asarray(encoded[name], dtype=np.int64) for name in runner.input_names}
         expected.append(runner.run(feeds)[0].reshape(1, -1))
     np.testing.assert_allclose(logits, np.concatenate(expected), atol=1e-4)
+    # One pair at a time (OpenVINO: the cut fused IR on static buckets) agrees with the batch.
+    one_by_one = [model.logits([text], [pair]) for text, pair in zip(texts, pairs, strict=True)]
+    np.testing.assert_allclose(np.concatenate(one_by_one), logits, atol=1e-4)
     assert [p.label for p in model.predict(texts, pairs)] == [None] * len(texts)
     with pytest.raises(ValueError, match="sentence pairs"):
         model.logits(texts)
