@@ -122,6 +122,7 @@ def test_single_texts_run_on_static_buckets(compile_once, tiny_classifier, mode)
     )
     model = runtime_app.load(artifact.artifact_dir, threads=1)
     one_by_one = np.concatenate([model.logits([text]) for text in SENTENCES])
+    assert model.backend._compiled is None  # single texts never compiled the dynamic-shape IR
     np.testing.assert_allclose(one_by_one, model.logits(SENTENCES), atol=1e-4)
     # "fun" and "" fit 16 tokens; the 400-word text is truncated to 128; the others fit 16.
     assert sorted(model.backend.static.compiled) == [16, 128]
