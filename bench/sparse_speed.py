@@ -27,6 +27,7 @@ import torch
 from bertc.compiler.packing import pack_bytes
 from bertc.compiler.pipeline import CompileOptions, compile_model
 from bertc.compiler.prune import apply_masks, compute_masks, parse_pattern
+from bertc.compiler.tokenization import TokenizerMode
 from bertc.targets import get_target
 
 BERT_BASE = dict(
@@ -155,8 +156,13 @@ def main() -> None:
         checkpoint = make_checkpoint(args.work / f"ckpt-{prune}", tokenizer_source, prune)
         for target in ("openvino", "ort-mobile"):
             artifact = args.work / f"{target}-{prune}"
+            # Token ids in (the runners below feed ids), as before the tokenizer became default.
             options = CompileOptions(
-                target=target, task="sst2", data_dir=glue, calibration_samples=32
+                target=target,
+                task="sst2",
+                data_dir=glue,
+                calibration_samples=32,
+                tokenizer=TokenizerMode.NONE,
             )
             compile_model(str(checkpoint), artifact, options)
             manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
