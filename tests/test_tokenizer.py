@@ -147,10 +147,9 @@ def test_split_fused_model_cuts_at_the_token_ids(compile_once, tiny_classifier, 
     tokens = compiled_tokenizer([np.array([text])])
     ids = {port.get_any_name(): tokens[port] for port in compiled_tokenizer.outputs}
     assert ids["input_ids"][0].tolist() == hf_tokenizer(text)["input_ids"]
-    logits = core.compile_model(encoder, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(ids)[0]
-    whole_logits = core.compile_model(whole, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(
-        [np.array([text])]
-    )[0]
+    config = fused.manifest["runtime"]["compile_config"]
+    logits = core.compile_model(encoder, "CPU", config)(ids)[0]
+    whole_logits = core.compile_model(whole, "CPU", config)([np.array([text])])[0]
     np.testing.assert_allclose(logits, whole_logits, atol=1e-4)
     with pytest.raises(runtime_app.ArtifactLoadError, match="no tensors named"):
         runtime_app.split_fused_model(whole, ["not_a_tensor"])
