@@ -7,6 +7,8 @@ as a constant (transformers' mask code warns that it may) must never reach quant
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ import numpy as np
 import onnx
 import torch
 from bertc.compiler.errors import ParityError
-from bertc.compiler.loading import LoadedModel
+from bertc.compiler.loading import ClassifierForExport, LoadedModel
 
 # Opset 17 is the lowest with LayerNormalization as one op, and the ORT mobile converter and
 # OpenVINO both read it.
@@ -59,14 +61,56 @@ class OnnxGraph:
     output_names: tuple[str, ...]
     opset: int
     parity: ParityResult | None = None
+    rewrites: tuple[str, ...] = ()
+
+
+FIRST_TOKEN_REWRITE = "last layer's feed-forward block on the first ([CLS]) position only"
+
+
+class FirstTokenLastLayer(torch.nn.Module):
+    """A BERT layer whose output keeps only the first position, cut right after attention.
+
+    A sequence classifier reads the pooler, and the pooler reads position 0 of the last layer
+    alone; so in the last layer attention still sees every position (keys and values need them)
+    but the feed-forward block runs on one row instead of all. Exact: the layer's own modules on
+    the same row. The cut sits after the attention block so ONNX Runtime's attention fusion still
+    matches it (a cut before the output projection leaves the attention unfused). MiniLM-L6 fp32
+    at SST-2 lengths: ONNX Runtime 2.66-2.76 -> 2.52-2.57 ms, OpenVINO 3.05-3.10 -> 2.91-2.97 ms.
+    """
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states, attention_mask=None, *args, **kwargs):  # noqa: D102
+        attention_output = self.layer.attention(hidden_states, attention_mask)[0]
+        return self.layer.feed_forward_chunk(attention_output[:, :1])
+
+
+def module_for_export(loaded: LoadedModel) -> tuple[torch.nn.Module, tuple[str, ...]]:
+    """The module to trace and the exact rewrites applied to it.
+
+    Sequence classifiers get `FirstTokenLastLayer` on a copy (the loaded module stays the parity
+    gate's reference); sentence encoders read every position and are traced as loaded.
+    """
+    module = loaded.module
+    if not isinstance(module, ClassifierForExport) or not hasattr(module.model, "bert"):
+        return module, ()
+    rewritten = copy.deepcopy(module)
+    layers = rewritten.model.bert.encoder.layer
+    layers[-1] = FirstTokenLastLayer(layers[-1])
+    rewritten.eval()
+    return rewritten, (FIRST_TOKEN_REWRITE,)
 
 
 def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> OnnxGraph:
-    """Trace the fp32 module to ONNX with dynamic batch and sequence axes.
+    """Trace the fp32 module (after `module_for_export`) to ONNX with dynamic batch and sequence
+    axes.
 
     Uses the TorchScript exporter (`dynamo=False`): with torch 2.13 the dynamo exporter writes
     external data that onnxruntime's quantization pre-processing cannot find (FIELD-NOTES).
     """
+    module, rewrites = module_for_export(loaded)
     example = encode(loaded, PARITY_SENTENCES[:2], padding_to=None)
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in loaded.input_names}
     for name in loaded.output_names:
@@ -76,7 +120,7 @@ def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter; the parity gate is the real check
         torch.onnx.export(
-            loaded.module,
+            module,
             tuple(torch.from_numpy(example[name]) for name in loaded.input_names),
             str(path),
             dynamo=False,
@@ -87,7 +131,7 @@ def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> 
             do_constant_folding=True,
         )
     onnx.checker.check_model(str(path))
-    return OnnxGraph(path, loaded.input_names, loaded.output_names, opset)
+    return OnnxGraph(path, loaded.input_names, loaded.output_names, opset, rewrites=rewrites)
 
 
 def encode(loaded: LoadedModel, sentences, padding_to: int | None) -> dict[str, np.ndarray]:
@@ -144,4 +188,4 @@ def check_parity(
             f"ONNX export does not match PyTorch within {tolerance:g}: " + "; ".join(misses)
         )
     parity = ParityResult(worst, tolerance, tuple(shapes), True)
-    return OnnxGraph(graph.path, graph.input_names, graph.output_names, graph.opset, parity)
+    return dataclasses.replace(graph, parity=parity)

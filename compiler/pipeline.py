@@ -310,6 +310,7 @@ def build_manifest(
             "opset": graph.opset,
             "fp32_onnx_bytes": fp32_bytes,
             "fp32_onnx_sha256": sha256_file(graph.path),
+            "exact_rewrites": list(graph.rewrites),
         },
         "parity": graph.parity,
         "quantization": build.quantization,

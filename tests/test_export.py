@@ -13,10 +13,14 @@ from bertc.compiler.errors import ParityError
 from bertc.compiler.export import (
     DEFAULT_OPSET,
     DEFAULT_PARITY_ATOL,
+    FIRST_TOKEN_REWRITE,
     PARITY_BATCH_SIZES,
+    PARITY_SENTENCES,
+    FirstTokenLastLayer,
     check_parity,
     encode,
     export_onnx,
+    module_for_export,
 )
 from bertc.compiler.loading import load_model
 from model_factory import read_sst2_dev
@@ -123,3 +127,62 @@ def test_encoder_graph_outputs_states_and_masked_mean_embedding(
     numpy_mean = (hidden * mask).sum(axis=1) / mask.sum(axis=1)
     np.testing.assert_allclose(embedding, numpy_mean, rtol=0, atol=1e-5)
     assert not np.allclose(embedding, hidden.mean(axis=1), atol=1e-3)
+
+
+def last_layer_row_counts(path: Path, batch: dict[str, np.ndarray]) -> dict[str, int]:
+    """Rows (the sequence axis) that each MatMul of the last encoder layer reads when the graph
+    runs on `batch`: 1 where the rewrite cut the layer, the batch's length where it did not."""
+    model = onnx.load(str(path))
+    matmuls = [
+        node for node in model.graph.node if node.op_type == "MatMul" and "layer." in node.name
+    ]
+    last = max(int(node.name.split("layer.")[1].split("/")[0]) for node in matmuls)
+    probed = {
+        node.name.split(f"layer.{last}/")[1]: node.input[0]
+        for node in matmuls
+        if f"layer.{last}/" in node.name
+    }
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in probed.values())
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    values = session.run(list(probed.values()), batch)
+    return {key: value.shape[1] for key, value in zip(probed, values, strict=True)}
+
+
+def test_classifier_last_layer_runs_its_feed_forward_on_the_first_token_only(
+    exported_classifier,
+) -> None:
+    loaded, graph = exported_classifier
+    batch = encode(loaded, PARITY_SENTENCES[:2], padding_to=None)
+    length = batch["input_ids"].shape[1]
+    rows = last_layer_row_counts(graph.path, batch)
+    assert graph.rewrites == (FIRST_TOKEN_REWRITE,)
+    assert rows["intermediate/dense/MatMul"] == 1
+    assert rows["output/dense/MatMul"] == 1
+    # Attention still reads every position: the query, key and value projections are not cut.
+    assert rows["attention/self/query/MatMul"] == length > 1
+    assert rows["attention/self/key/MatMul"] == length
+
+
+def test_first_token_rewrite_is_exact_on_padded_batches(tiny_classifier: Path) -> None:
+    loaded = load_model(str(tiny_classifier))
+    rewritten, rewrites = module_for_export(loaded)
+    assert rewrites == (FIRST_TOKEN_REWRITE,)
+    assert isinstance(rewritten.model.bert.encoder.layer[-1], FirstTokenLastLayer)
+    assert not isinstance(loaded.module.model.bert.encoder.layer[-1], FirstTokenLastLayer)
+    batch = encode(loaded, ["a short one", "a much longer sentence with padding after it"], None)
+    with torch.no_grad():
+        args = [torch.from_numpy(batch[name]) for name in loaded.input_names]
+        expected, actual = loaded.module(*args), rewritten(*args)
+    assert batch["attention_mask"].min() == 0  # the batch really is padded
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+
+
+def test_encoder_is_exported_without_rewrites(exported_encoder) -> None:
+    loaded, graph = exported_encoder
+    assert graph.rewrites == ()
+    assert module_for_export(loaded)[0] is loaded.module
+    batch = encode(loaded, PARITY_SENTENCES[:2], padding_to=None)
+    rows = last_layer_row_counts(graph.path, batch)
+    assert rows["output/dense/MatMul"] == batch["input_ids"].shape[1] > 1
