@@ -75,7 +75,8 @@ class FirstTokenLastLayer(torch.nn.Module):
     but the feed-forward block runs on one row instead of all. Exact: the layer's own modules on
     the same row. The cut sits after the attention block so ONNX Runtime's attention fusion still
     matches it (a cut before the output projection leaves the attention unfused). MiniLM-L6 fp32
-    at SST-2 lengths: ONNX Runtime 2.66-2.76 -> 2.52-2.57 ms, OpenVINO 3.05-3.10 -> 2.91-2.97 ms.
+    at SST-2 lengths: ONNX Runtime 2.66-2.70 -> 2.52-2.53 ms, OpenVINO on dynamic shapes
+    3.05-3.10 -> 2.91-2.97 ms.
     """
 
     def __init__(self, layer: torch.nn.Module) -> None:
