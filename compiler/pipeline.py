@@ -45,7 +45,7 @@ from bertc.compiler.tokenization import (
     describe_mismatch,
     hard_set,
 )
-from bertc.targets import BuildRequest, TokenizerRequest, get_target
+from bertc.targets import BuildRequest, Target, TokenizerRequest, get_target
 
 DEFAULT_CALIBRATION_SAMPLES = 300
 CALIBRATION_SEED = 0
@@ -100,7 +100,7 @@ def compile_model(
         source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
     )
     task_name = options.task or loaded.config.get("finetuning_task")
-    calibration = _calibration_examples(task_name, options)
+    calibration = _calibration_examples(task_name, options, target)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -125,6 +125,8 @@ def compile_model(
             options.recipe,
             tokenizer,
             max_sequence_length=loaded.max_sequence_length,
+            num_attention_heads=int(loaded.config.get("num_attention_heads", 0)),
+            hidden_size=int(loaded.config.get("hidden_size", 0)),
         )
         build = target.build(graph, request, artifact)
         progress("package")
@@ -228,17 +230,31 @@ def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
     }
 
 
-def _calibration_examples(task_name: str | None, options: CompileOptions) -> list[Example]:
-    """Seeded sample of the task's train split; none needed unless quantization is static."""
-    if options.quantization is not QuantizationMode.STATIC:
+def _calibration_examples(
+    task_name: str | None, options: CompileOptions, target: Target
+) -> list[Example]:
+    """Seeded sample of the task's train split, for a target that reads one in this mode.
+
+    Static INT8 cannot do without it. ort-mobile's dynamic recipe can (it then keeps no MatMul
+    in fp32 by measurement, and its manifest says so), so there a task without data at hand is
+    not an error unless --data-dir named the data.
+    """
+    if not target.wants_calibration(options.quantization, options.recipe):
         return []
+    static = options.quantization is QuantizationMode.STATIC
     if not task_name:
+        if not static:
+            return []
         raise UsageError(
             "static INT8 needs calibration sentences: pass --task (e.g. sst2) and --data-dir "
             "(a glue_data folder), or use --quantization dynamic"
         )
-    task = get_task(task_name)
-    examples = load_examples(task, "train", options.data_dir)
+    try:
+        examples = load_examples(get_task(task_name), "train", options.data_dir)
+    except DataError:
+        if static or options.data_dir is not None:
+            raise
+        return []
     return sample_examples(examples, options.calibration_samples, seed=CALIBRATION_SEED)
 
 

@@ -42,6 +42,9 @@ class BuildRequest:
     recipe: Recipe = Recipe.BERT_SAFE
     tokenizer: TokenizerRequest | None = None
     max_sequence_length: int = 128
+    # The checkpoint's attention shape, for fusions that cannot read it from the graph.
+    num_attention_heads: int = 0
+    hidden_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class Target(ABC):
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         """Quantize as requested and write the runtime's model files into `out_dir`."""
+
+    def wants_calibration(self, mode: QuantizationMode, recipe: Recipe) -> bool:
+        """Whether `build` reads calibration sentences for this mode (static INT8 does)."""
+        return mode is QuantizationMode.STATIC
 
     def tokenizer_graph(self, request: TokenizerRequest) -> InGraphTokenizer:
         """The tokenizer graph `build` would put into the artifact, alone, for the parity gate."""

@@ -8,18 +8,34 @@ selector-action fusions stay on, because they are what runs INT8 fast: with bert
 turn each quantized MatMul into com.microsoft MatMulIntegerToFloat (listed in the last prebuilt
 mobile package, 1.18) and each MatMul with 16-bit activations into MatMulNBits (8-bit weights).
 The operator config names every op the model needs, and the manifest repeats it.
+
+`--quantization dynamic` takes the faster path ONNX Runtime's CPU kernels offer: the transformer
+optimizer's attention fusion (compiler/ort_fusion.py), dynamic per-channel INT8 with the GELU-fed
+MatMuls that hurt accuracy kept fp32 by a measured sensitivity search (compiler/quantize.py), and
+the DynamicQuantizeMatMul fusions on at conversion. Its graph is com.microsoft contrib ops
+(QAttention, DynamicQuantizeMatMul) that only ONNX Runtime's CPU execution provider runs; the
+static default stays standard QDQ ONNX, the form mobile execution providers (NNAPI, XNNPACK,
+QNN) take.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bertc.compiler.errors import TargetBuildError
 from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import QuantizationMode
+from bertc.compiler.ort_fusion import FusionReport, fuse_transformer
+from bertc.compiler.quantize import (
+    QuantizationMode,
+    QuantizationSummary,
+    Recipe,
+    quantize_fused_dynamic,
+)
 from bertc.compiler.sparsity import onnx_int8_weight_zeros
 from bertc.compiler.tokenization import TokenizerMode
 from bertc.targets.base import (
@@ -56,10 +72,24 @@ CONTRIB_OP_FUSIONS = (
     "MatMulIntegerToFloatFusion",
     "DynamicQuantizeMatMulFusion",
 )
+# What the fused dynamic recipe's graph runs as: its INT8 MatMuls fused, everything else as above.
+DYNAMIC_INT8_FUSIONS = ("MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion")
+FUSED_DYNAMIC_DISABLED = tuple(
+    name for name in CONTRIB_OP_FUSIONS if name not in DYNAMIC_INT8_FUSIONS
+)
+# Token ids for the fusion parity check when no calibration sentences were given: low ids exist
+# in every BERT vocabulary, and these lengths cover short, medium and long inputs.
+SYNTHETIC_LENGTHS = (3, 17, 64)
+SYNTHETIC_SEED = 0
+PARITY_SAMPLES = 32
 
 
 def convert_to_ort_format(
-    onnx_path: Path, ort_path: Path, config_path: Path, custom_op_library: str | None = None
+    onnx_path: Path,
+    ort_path: Path,
+    config_path: Path,
+    custom_op_library: str | None = None,
+    disabled_fusions: Sequence[str] = CONTRIB_OP_FUSIONS,
 ) -> tuple[str, ...]:
     """Write the ORT-format model and its reduced-build operator config; return the config lines.
 
@@ -83,7 +113,7 @@ def convert_to_ort_format(
             str(onnx_path),
             options,
             providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(CONTRIB_OP_FUSIONS),
+            disabled_optimizers=list(disabled_fusions),
         )
         create_config_from_models([ort_path], config_path, False)
     except Exception as error:  # onnxruntime raises its own Fail/RuntimeException types
@@ -101,6 +131,45 @@ def operator_lines(config_path: Path) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
+def uses_fused_recipe(request: BuildRequest) -> bool:
+    """bertc's dynamic recipe runs on the fused graph; library defaults stay on the plain one."""
+    return request.mode is QuantizationMode.DYNAMIC and request.recipe is Recipe.BERT_SAFE
+
+
+def fused_dynamic_onnx(
+    graph: OnnxGraph, request: BuildRequest, path: Path
+) -> tuple[OnnxGraph, QuantizationSummary, FusionReport]:
+    """Fuse (parity-gated), then quantize with the sensitivity-chosen fp32 MatMuls."""
+    fused, fusion = fuse_transformer(
+        graph,
+        request.work_dir / "fused.onnx",
+        fusion_parity_samples(graph, request),
+        request.num_attention_heads,
+        request.hidden_size,
+    )
+    quantized, summary = quantize_fused_dynamic(
+        fused, path, request.calibration_inputs, request.work_dir, FUSED_DYNAMIC_DISABLED
+    )
+    return quantized, summary, fusion
+
+
+def fusion_parity_samples(graph: OnnxGraph, request: BuildRequest) -> list[dict[str, np.ndarray]]:
+    """Calibration sentences when there are some, else seeded low token ids at three lengths."""
+    if request.calibration_inputs:
+        return [dict(sample) for sample in request.calibration_inputs[:PARITY_SAMPLES]]
+    rng = np.random.default_rng(SYNTHETIC_SEED)
+    samples = []
+    for length in SYNTHETIC_LENGTHS:
+        ids = rng.integers(0, 100, size=(1, length), dtype=np.int64)
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids),
+        }
+        samples.append({name: feeds[name] for name in graph.input_names})
+    return samples
+
+
 @register_target("ort-mobile")
 class OrtMobileTarget(Target):
     description = "ONNX Runtime Mobile: ORT format + reduced-build operator config"
@@ -111,7 +180,13 @@ class OrtMobileTarget(Target):
     )
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
-        quantized, summary = quantized_onnx(graph, request, request.work_dir / "mobile-input.onnx")
+        destination = request.work_dir / "mobile-input.onnx"
+        fused_recipe = uses_fused_recipe(request)
+        fusion: FusionReport | None = None
+        if fused_recipe:
+            quantized, summary, fusion = fused_dynamic_onnx(graph, request, destination)
+        else:
+            quantized, summary = quantized_onnx(graph, request, destination)
         # Counted in the quantized ONNX: the ORT format keeps the same initializers, re-laid out.
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
         model_path, section, extra, library = quantized.path, None, (), None
@@ -123,7 +198,11 @@ class OrtMobileTarget(Target):
             if request.tokenizer.mode is TokenizerMode.FUSED:
                 model_path, library = fused, custom_op_library()
         operators = convert_to_ort_format(
-            model_path, out_dir / ORT_MODEL_FILE, out_dir / OPERATOR_CONFIG_FILE, library
+            model_path,
+            out_dir / ORT_MODEL_FILE,
+            out_dir / OPERATOR_CONFIG_FILE,
+            library,
+            FUSED_DYNAMIC_DISABLED if fused_recipe else CONTRIB_OP_FUSIONS,
         )
         domains = sorted({line.split(";")[0] for line in operators})
         runtime = {
@@ -135,11 +214,18 @@ class OrtMobileTarget(Target):
             "operator_config": OPERATOR_CONFIG_FILE,
             "operator_domains": domains,
             "operators": list(operators),
-            "optimization": "ORT_ENABLE_EXTENDED without fusions to GELU/LayerNorm contrib ops",
+            "optimization": (
+                "onnxruntime.transformers fusions (Attention, Gelu) + ORT_ENABLE_EXTENDED with "
+                "DynamicQuantizeMatMul fusions; SkipLayerNormalization off (slower on CPU)"
+                if fused_recipe
+                else "ORT_ENABLE_EXTENDED without fusions to GELU/LayerNorm contrib ops"
+            ),
             "packages": "the full onnxruntime-android / onnxruntime-c / onnxruntime-objc packages, "
             "or a reduced build from the operator config (the prebuilt reduced 'mobile' "
             "packages were removed in onnxruntime 1.19)",
         }
+        if fusion is not None:
+            runtime["transformer_fusion"] = asdict(fusion)
         if section is not None:
             runtime["inputs"] = section["inputs"]
             if library:
@@ -160,6 +246,12 @@ class OrtMobileTarget(Target):
             notes,
             zeros,
             tokenizer=section,
+        )
+
+    def wants_calibration(self, mode: QuantizationMode, recipe: Recipe) -> bool:
+        """The dynamic recipe measures on calibration sentences which MatMuls stay fp32."""
+        return mode is QuantizationMode.STATIC or (
+            mode is QuantizationMode.DYNAMIC and recipe is Recipe.BERT_SAFE
         )
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:

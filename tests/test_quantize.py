@@ -21,7 +21,9 @@ from bertc.compiler.quantize import (
     FP32_REASONS,
     InputsReader,
     QuantizationMode,
+    choose_fp32_matmuls,
     classify_onnx_ops,
+    mean_squared_output_error,
     quantize_onnx_runtime,
 )
 from model_factory import TINY_CONFIG
@@ -241,3 +243,45 @@ def test_onnxruntime_qdq_ignores_matmul_const_b_only(tiny_classifier: Path, tmp_
     assert all(
         quantized.producer_type(node.input[1]) == "DequantizeLinear" for node in activation_products
     )
+
+
+def error_table(errors: dict[tuple[str, ...], float]):
+    """A fake output-error measurement: the error of each fp32 set, and a log of the calls."""
+    calls: list[tuple[str, ...]] = []
+
+    def output_error(fp32: tuple[str, ...]) -> float:
+        calls.append(fp32)
+        return errors[tuple(sorted(fp32))]
+
+    return output_error, calls
+
+
+def test_sensitivity_search_keeps_the_matmul_that_removes_most_error() -> None:
+    output_error, calls = error_table({(): 1.0, ("a",): 0.95, ("b",): 0.6, ("c",): 0.9})
+    kept, measured = choose_fp32_matmuls(["a", "b", "c"], output_error, share=0.2, limit=1)
+    assert kept == ("b",)
+    assert measured == {"": 1.0, "a": 0.95, "b": 0.6, "c": 0.9}
+    assert len(calls) == 4  # all INT8, then each candidate once
+
+
+def test_sensitivity_search_keeps_nothing_below_the_share() -> None:
+    output_error, _ = error_table({(): 1.0, ("a",): 0.85, ("b",): 0.9})
+    kept, _ = choose_fp32_matmuls(["a", "b"], output_error, share=0.2, limit=2)
+    assert kept == ()
+
+
+def test_sensitivity_search_goes_on_from_the_error_it_reached() -> None:
+    errors = {(): 1.0, ("a",): 0.5, ("b",): 0.9, ("a", "b"): 0.3, ("a", "c"): 0.45, ("c",): 1.0}
+    output_error, _ = error_table(errors)
+    kept, measured = choose_fp32_matmuls(["a", "b", "c"], output_error, share=0.2, limit=2)
+    assert kept == ("a", "b")  # 0.5 -> 0.3 is 40% of what was left
+    assert measured["a+b"] == 0.3 and measured["a+c"] == 0.45
+    output_error, _ = error_table(errors)
+    assert choose_fp32_matmuls(["a", "b", "c"], output_error, share=0.2, limit=1)[0] == ("a",)
+
+
+def test_mean_squared_output_error_weighs_every_element() -> None:
+    reference = [np.array([[1.0, -1.0]]), np.array([[0.0, 2.0]])]
+    candidate = [np.array([[1.0, -2.0]]), np.array([[0.0, 2.0]])]
+    assert mean_squared_output_error(reference, candidate) == pytest.approx(0.25)
+    assert mean_squared_output_error(reference, reference) == 0.0

@@ -12,6 +12,8 @@ import openvino
 import pytest
 from artifact_readers import ort_model_op_types, ort_model_operators
 from bertc.compiler.errors import UsageError
+from bertc.compiler.manifest import read_manifest
+from bertc.compiler.quantize import SENSITIVE_ERROR_SHARE
 from bertc.targets import get_target, target_names
 from bertc.targets.openvino import classify_openvino_ops
 from bertc.targets.ort_mobile import operator_lines
@@ -65,9 +67,14 @@ def config_operators(path: Path) -> set[tuple[str, int, str]]:
     return entries
 
 
-# The only contrib ops the ORT-format model may need: what ORT's QDQ fusions make of bertc's
-# weight MatMuls (targets/ort_mobile.py). The GELU/LayerNorm/attention fusions stay off.
-ORT_MOBILE_CONTRIB_OPS = {"MatMulIntegerToFloat", "MatMulNBits"}
+# The only contrib ops the ORT-format model may need (targets/ort_mobile.py). Static: what ORT's
+# QDQ fusions make of bertc's weight MatMuls; the GELU/LayerNorm/attention fusions stay off.
+# Dynamic: the transformer optimizer's attention and GELU, and the dynamic INT8 MatMul fusions;
+# never SkipLayerNormalization (slower than Add + LayerNormalization on ORT's CPU kernels).
+ORT_MOBILE_CONTRIB_OPS = {
+    "static": {"MatMulIntegerToFloat", "MatMulNBits"},
+    "dynamic": {"QAttention", "Gelu", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"},
+}
 INT8_WEIGHT_MATMUL_OPS = ("QLinearMatMul", "MatMulIntegerToFloat", "MatMulNBits", "MatMulInteger")
 
 
@@ -82,13 +89,14 @@ def test_ort_mobile_config_covers_exactly_what_the_model_runs(
     assert required == used  # a reduced build with this config has every kernel, and no more
     domains = {domain for domain, _, _ in required}
     assert domains <= {"ai.onnx", "com.microsoft"}
-    assert {op for domain, _, op in required if domain == "com.microsoft"} <= ORT_MOBILE_CONTRIB_OPS
+    contrib = {op for domain, _, op in required if domain == "com.microsoft"}
+    assert contrib <= ORT_MOBILE_CONTRIB_OPS[quantization]
     runtime = result.manifest["runtime"]
     assert runtime["operator_domains"] == sorted(domains)
     assert runtime["operators"] == list(operator_lines(artifact / "required_operators.config"))
-    ops = Counter(op for _, _, op in used)
     if quantization == "dynamic":
-        assert {"MatMulInteger", "DynamicQuantizeLinear"} <= set(ops)
+        nodes = Counter(ort_model_op_types(artifact / "model.ort"))
+        assert nodes["QAttention"] == LAYERS and nodes["DynamicQuantizeMatMul"] >= 2 * LAYERS
     session = onnxruntime.InferenceSession(
         str(artifact / "model.ort"), providers=["CPUExecutionProvider"]
     )
@@ -103,6 +111,38 @@ def test_ort_mobile_runs_weight_matmuls_int8_and_attention_fp32(
     ops = Counter(ort_model_op_types(result.artifact_dir / "model.ort"))
     assert sum(ops[op] for op in INT8_WEIGHT_MATMUL_OPS) == WEIGHT_MATMULS
     assert ops["MatMul"] == 2 * LAYERS  # attention scores and context stay fp32
+
+
+def test_ort_mobile_dynamic_fuses_attention_and_measures_what_stays_fp32(
+    compile_once, tiny_classifier: Path
+) -> None:
+    result = compile_once(tiny_classifier, "ort-mobile", quantization="dynamic")
+    manifest = read_manifest(result.artifact_dir)
+    fusion = manifest["runtime"]["transformer_fusion"]
+    assert fusion["fused_ops"]["Attention"] == LAYERS
+    assert fusion["max_abs_diff"] <= FP32_ATOL and fusion["samples_checked"] > 0
+    settings = manifest["quantization"]["settings"]
+    errors = settings["sensitivity_errors"]
+    # The search measured all-INT8 and each FFN output projection kept fp32 alone.
+    assert settings["sensitivity_candidates"] == LAYERS
+    assert len(errors) == 1 + LAYERS and errors["all INT8"] > 0
+    assert manifest["quantization"]["calibration_samples"] > 0
+    for name in settings["fp32_by_sensitivity"]:
+        assert errors[name] <= (1 - SENSITIVE_ERROR_SHARE) * errors["all INT8"]
+    assert manifest["quantization"]["int8_ops"]["QAttention"] == LAYERS
+
+
+def test_ort_mobile_dynamic_without_task_data_quantizes_everything(
+    compile_once, tiny_classifier: Path, reference
+) -> None:
+    result = compile_once(tiny_classifier, "ort-mobile", quantization="dynamic", task=None)
+    quantization = read_manifest(result.artifact_dir)["quantization"]
+    assert quantization["calibration_samples"] == 0
+    assert quantization["settings"]["fp32_by_sensitivity"] == []
+    assert quantization["settings"]["sensitivity_rule"].startswith("not run")
+    runner = get_target("ort-mobile").load(result.artifact_dir, result.manifest, threads=1)
+    (logits,) = runner.run(reference[0])
+    assert np.abs(logits - reference[1]).max() <= 2 * INT8_LOGIT_ATOL
 
 
 @pytest.fixture(scope="module")
