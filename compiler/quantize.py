@@ -239,12 +239,14 @@ def quantize_onnx_runtime(
 
 
 # A GELU-fed MatMul stays fp32 when its fp32 copy alone removes at least this share of the INT8
-# model's mean squared output error on the calibration sentences. MiniLM-L6 SST-2: layer 0's
-# FFN output removes 25%, each other layer's at most 5%.
-SENSITIVE_ERROR_SHARE = 0.15
-# At most this many MatMuls stay fp32: each one costs what int8 saved on it. MiniLM-L6 SST-2: a
-# second one (layer 1's, -22% error) took the latency from 1.31 to 1.41 ms and agreement on the
-# dev set from 99.20% to 98.97%.
+# model's mean squared output error on the calibration sentences; each one costs what INT8 saved
+# on it. MiniLM-L6 SST-2 (2 threads, batch 1, real lengths, Optimum's dynamic INT8 at 1.78 ms in
+# the same run): after smoothing, layer 0's FFN output removes 21% of the error; keeping it
+# fp32 would take agreement on the dev set from 99.20% to 99.31% and the latency from 1.31 to
+# 1.42 ms, so the bar is set above that. Unsmoothed, the same layer removes 25%.
+SENSITIVE_ERROR_SHARE = 0.25
+# At most this many MatMuls stay fp32. Unsmoothed, a second one (layer 1's, -22% error) took
+# the latency from 1.31 to 1.41 ms and agreement from 99.20% to 98.97%.
 MAX_FP32_MATMULS = 1
 
 
@@ -290,6 +292,25 @@ def mean_squared_output_error(
     )
 
 
+# SmoothQuant strengths tried on the calibration sentences (compiler/smoothing.py); the one with
+# the least output error wins, or no smoothing if that is better. MiniLM-L6 SST-2: 0.8 (mean
+# squared logit error 0.0056 unsmoothed, 0.0151 / 0.0042 / 0.0022 / 0.0026 at 0.5 / 0.65 / 0.8 /
+# 0.9); dev-set agreement with fp32 98.97% -> 99.20%, margin error (RMS) 0.19 -> 0.13.
+SMOOTHING_ALPHAS = (0.5, 0.65, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class CalibratedChoice:
+    """What the calibration sentences decided for the fused dynamic recipe."""
+
+    source: Path
+    alpha: float | None
+    smoothed_matmuls: tuple[str, ...]
+    alpha_errors: Mapping[str, float]
+    fp32_matmuls: tuple[str, ...]
+    fp32_errors: Mapping[str, float]
+
+
 def quantize_fused_dynamic(
     fused: OnnxGraph,
     path: Path,
@@ -302,63 +323,25 @@ def quantize_fused_dynamic(
     so their cost is the weights' bytes), Attention (as QAttention) and the word and position
     embeddings, activations quantized per call.
 
-    Per-tensor activation scales cannot hold GELU outputs with outlier channels (MiniLM-L6 layer
-    0: one channel at 24.2 against a median of 1.6), and all-INT8 agreed with fp32 on 98.39% of
-    SST-2. Which GELU-fed MatMul to keep in fp32 is measured, not guessed: `choose_fp32_matmuls`
-    on the calibration sentences' outputs (without sentences, none is kept and the summary says so).
+    Per-tensor activation scales cannot hold LayerNorm and GELU outputs with outlier channels
+    (MiniLM-L6 layer 0's GELU: one channel at 24.2 against a median of 1.6); all-INT8 agreed
+    with fp32 on 98.39% of SST-2. Two measured choices on the calibration sentences answer it
+    (`choose_with_calibration`); without sentences neither is made and the summary says so.
     """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     model = onnx.load(str(fused.path))
     exclude = _nodes_to_exclude(model)
     candidates = _gelu_fed_matmuls(model)
-
-    def quantize(fp32_matmuls: Sequence[str], destination: Path) -> None:
-        quantize_dynamic(
-            str(fused.path),
-            str(destination),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Attention", "Gather"],
-            nodes_to_exclude=[*exclude, *fp32_matmuls],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-
     try:
         if calibration_inputs:
-            reference = _first_outputs(fused.path, calibration_inputs, disabled_fusions)
-            trial = work_dir / "sensitivity-trial.onnx"
-
-            def output_error(fp32_matmuls: tuple[str, ...]) -> float:
-                quantize(fp32_matmuls, trial)
-                outputs = _first_outputs(trial, calibration_inputs, disabled_fusions)
-                return mean_squared_output_error(reference, outputs)
-
-            kept, measured = choose_fp32_matmuls(candidates, output_error)
+            choice = choose_with_calibration(
+                fused.path, candidates, exclude, calibration_inputs, work_dir, disabled_fusions
+            )
         else:
-            kept, measured = (), {}
-        quantize(kept, path)
+            choice = CalibratedChoice(fused.path, None, (), {}, (), {})
+        _quantize_dynamic_graph(choice.source, path, [*exclude, *choice.fp32_matmuls])
     except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
         raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
-    settings = dict(
-        format="QOperator (dynamic) on ONNX Runtime's fused transformer graph",
-        activation_type="QUInt8 at run time",
-        per_channel=True,
-        weight_type="QInt8",
-        excluded_nodes=len(exclude) + len(kept),
-        fp32_by_sensitivity=list(kept),
-        sensitivity_candidates=len(candidates),
-        sensitivity_errors={
-            name or "all INT8": float(f"{value:.4g}") for name, value in measured.items()
-        },
-        sensitivity_rule=(
-            f"keep a GELU-fed MatMul fp32 when that alone cuts the mean squared output error "
-            f"on the calibration sentences by >= {SENSITIVE_ERROR_SHARE:.0%} (at most "
-            f"{MAX_FP32_MATMULS})"
-            if calibration_inputs
-            else "not run: no calibration sentences (pass --task and --data-dir)"
-        ),
-    )
+    settings = _fused_dynamic_settings(choice, exclude, candidates, bool(calibration_inputs))
     summary = summarise_onnx(
         onnx.load(str(path)),
         mode=QuantizationMode.DYNAMIC.value,
@@ -370,6 +353,97 @@ def quantize_fused_dynamic(
     return OnnxGraph(
         path, fused.input_names, fused.output_names, fused.opset, fused.parity
     ), summary
+
+
+def choose_with_calibration(
+    fused_path: Path,
+    candidates: Sequence[str],
+    exclude: Sequence[str],
+    samples: Sequence[Mapping[str, np.ndarray]],
+    work_dir: Path,
+    disabled_fusions: Sequence[str],
+) -> CalibratedChoice:
+    """First the SmoothQuant strength (or none) whose INT8 graph moves the outputs least, then
+    `choose_fp32_matmuls` on that graph; every error measured against the fused fp32 graph."""
+    from bertc.compiler.smoothing import smooth_graph
+
+    reference = _first_outputs(fused_path, samples, disabled_fusions)
+    trial = work_dir / "calibration-trial.onnx"
+
+    def output_error(source: Path, fp32_matmuls: Sequence[str]) -> float:
+        _quantize_dynamic_graph(source, trial, [*exclude, *fp32_matmuls])
+        return mean_squared_output_error(
+            reference, _first_outputs(trial, samples, disabled_fusions)
+        )
+
+    sources: dict[float | None, tuple[Path, list[str]]] = {None: (fused_path, [])}
+    for alpha in SMOOTHING_ALPHAS:
+        smoothed = work_dir / f"smoothed-{alpha}.onnx"
+        sources[alpha] = (smoothed, smooth_graph(fused_path, smoothed, samples, alpha))
+    errors = {alpha: output_error(source, ()) for alpha, (source, _) in sources.items()}
+    alpha = min(errors, key=errors.__getitem__)
+    source, smoothed_matmuls = sources[alpha]
+    kept, measured = choose_fp32_matmuls(candidates, lambda fp32: output_error(source, fp32))
+    return CalibratedChoice(
+        source,
+        alpha,
+        tuple(smoothed_matmuls),
+        {("none" if key is None else str(key)): value for key, value in errors.items()},
+        kept,
+        measured,
+    )
+
+
+def _quantize_dynamic_graph(source: Path, destination: Path, exclude: Sequence[str]) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(source),
+        str(destination),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Attention", "Gather"],
+        nodes_to_exclude=list(exclude),
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+
+
+def _significant(values: Mapping[str, float]) -> dict[str, float]:
+    return {name: float(f"{value:.4g}") for name, value in values.items()}
+
+
+def _fused_dynamic_settings(
+    choice: CalibratedChoice, exclude: Sequence[str], candidates: Sequence[str], calibrated: bool
+) -> dict[str, Any]:
+    not_run = "not run: no calibration sentences (pass --task and --data-dir)"
+    return dict(
+        format="QOperator (dynamic) on ONNX Runtime's fused transformer graph",
+        activation_type="QUInt8 at run time",
+        per_channel=True,
+        weight_type="QInt8",
+        excluded_nodes=len(exclude) + len(choice.fp32_matmuls),
+        smoothquant_alpha=choice.alpha,
+        smoothed_matmuls=len(choice.smoothed_matmuls),
+        smoothquant_errors=_significant(choice.alpha_errors),
+        smoothquant_rule=(
+            f"alpha from {list(SMOOTHING_ALPHAS)} or none, least mean squared output error on "
+            "the calibration sentences"
+            if calibrated
+            else not_run
+        ),
+        fp32_by_sensitivity=list(choice.fp32_matmuls),
+        sensitivity_candidates=len(candidates),
+        sensitivity_errors={
+            name or "all INT8": value for name, value in _significant(choice.fp32_errors).items()
+        },
+        sensitivity_rule=(
+            f"keep a GELU-fed MatMul fp32 when that alone cuts the mean squared output error "
+            f"on the calibration sentences by >= {SENSITIVE_ERROR_SHARE:.0%} (at most "
+            f"{MAX_FP32_MATMULS})"
+            if calibrated
+            else not_run
+        ),
+    )
 
 
 def _gelu_fed_matmuls(model: onnx.ModelProto) -> list[str]:

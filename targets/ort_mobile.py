@@ -10,9 +10,10 @@ mobile package, 1.18) and each MatMul with 16-bit activations into MatMulNBits (
 The operator config names every op the model needs, and the manifest repeats it.
 
 `--quantization dynamic` takes the faster path ONNX Runtime's CPU kernels offer: the transformer
-optimizer's attention fusion (compiler/ort_fusion.py), dynamic per-channel INT8 with the GELU-fed
-MatMuls that hurt accuracy kept fp32 by a measured sensitivity search (compiler/quantize.py), and
-the DynamicQuantizeMatMul fusions on at conversion. Its graph is com.microsoft contrib ops
+optimizer's attention fusion (compiler/ort_fusion.py), SmoothQuant-style scale migration of the
+FFN projections' inputs (compiler/smoothing.py), dynamic per-channel INT8 with the strength and
+any fp32 MatMul chosen on the calibration sentences (compiler/quantize.py), and the
+DynamicQuantizeMatMul fusions on at conversion. Its graph is com.microsoft contrib ops
 (QAttention, DynamicQuantizeMatMul) that only ONNX Runtime's CPU execution provider runs; the
 static default stays standard QDQ ONNX, the form mobile execution providers (NNAPI, XNNPACK,
 QNN) take.

@@ -13,7 +13,7 @@ import pytest
 from artifact_readers import ort_model_op_types, ort_model_operators
 from bertc.compiler.errors import UsageError
 from bertc.compiler.manifest import read_manifest
-from bertc.compiler.quantize import SENSITIVE_ERROR_SHARE
+from bertc.compiler.quantize import SENSITIVE_ERROR_SHARE, SMOOTHING_ALPHAS
 from bertc.targets import get_target, target_names
 from bertc.targets.openvino import classify_openvino_ops
 from bertc.targets.ort_mobile import operator_lines
@@ -130,6 +130,12 @@ def test_ort_mobile_dynamic_fuses_attention_and_measures_what_stays_fp32(
     for name in settings["fp32_by_sensitivity"]:
         assert errors[name] <= (1 - SENSITIVE_ERROR_SHARE) * errors["all INT8"]
     assert manifest["quantization"]["int8_ops"]["QAttention"] == LAYERS
+    # The SmoothQuant strength kept is the one whose INT8 graph moved the outputs least.
+    alpha_errors = settings["smoothquant_errors"]
+    assert set(alpha_errors) == {"none", *map(str, SMOOTHING_ALPHAS)}
+    chosen = "none" if settings["smoothquant_alpha"] is None else str(settings["smoothquant_alpha"])
+    assert alpha_errors[chosen] == min(alpha_errors.values())
+    assert (settings["smoothed_matmuls"] > 0) == (chosen != "none")
 
 
 def test_ort_mobile_dynamic_without_task_data_quantizes_everything(
@@ -139,6 +145,7 @@ def test_ort_mobile_dynamic_without_task_data_quantizes_everything(
     quantization = read_manifest(result.artifact_dir)["quantization"]
     assert quantization["calibration_samples"] == 0
     assert quantization["settings"]["fp32_by_sensitivity"] == []
+    assert quantization["settings"]["smoothquant_alpha"] is None
     assert quantization["settings"]["sensitivity_rule"].startswith("not run")
     runner = get_target("ort-mobile").load(result.artifact_dir, result.manifest, threads=1)
     (logits,) = runner.run(reference[0])
