@@ -235,8 +235,8 @@ def _calibration_examples(
 ) -> list[Example]:
     """Seeded sample of the task's train split, for a target that reads one in this mode.
 
-    Static INT8 cannot do without it. ort-mobile's dynamic recipe can (it then keeps no MatMul
-    in fp32 by measurement, and its manifest says so), so there a task without data at hand is
+    Static INT8 cannot do without it. ort-mobile's dynamic recipe can (it then neither smooths
+    nor keeps a MatMul fp32, and says so in a note), so there a task without data at hand is
     not an error unless --data-dir named the data.
     """
     if not target.wants_calibration(options.quantization, options.recipe):

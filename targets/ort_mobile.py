@@ -82,6 +82,10 @@ FUSED_DYNAMIC_DISABLED = tuple(
 # in every BERT vocabulary, and these lengths cover short, medium and long inputs.
 SYNTHETIC_LENGTHS = (3, 17, 64)
 SYNTHETIC_SEED = 0
+UNCALIBRATED_DYNAMIC_NOTE = (
+    "dynamic INT8 without calibration sentences: no smoothing and no MatMul kept fp32 by "
+    "measurement (pass --task and --data-dir for both)"
+)
 PARITY_SAMPLES = 32
 
 
@@ -235,11 +239,11 @@ class OrtMobileTarget(Target):
                     "register it with the session; a reduced build adds "
                     "--use_extensions to build.sh"
                 )
-        notes = (
-            ()
-            if request.mode is not QuantizationMode.NONE
-            else ("fp32 ORT model (no quantization)",)
-        )
+        notes: tuple[str, ...] = ()
+        if request.mode is QuantizationMode.NONE:
+            notes = ("fp32 ORT model (no quantization)",)
+        elif fused_recipe and not request.calibration_inputs:
+            notes = (UNCALIBRATED_DYNAMIC_NOTE,)
         return TargetBuild(
             (ORT_MODEL_FILE, OPERATOR_CONFIG_FILE, *extra),
             summary,

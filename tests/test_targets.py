@@ -16,7 +16,7 @@ from bertc.compiler.manifest import read_manifest
 from bertc.compiler.quantize import SENSITIVE_ERROR_SHARE, SMOOTHING_ALPHAS
 from bertc.targets import get_target, target_names
 from bertc.targets.openvino import classify_openvino_ops
-from bertc.targets.ort_mobile import operator_lines
+from bertc.targets.ort_mobile import UNCALIBRATED_DYNAMIC_NOTE, operator_lines
 from model_factory import TINY_CONFIG
 
 TARGETS = ("onnx", "ort-mobile", "openvino")
@@ -146,6 +146,7 @@ def test_ort_mobile_dynamic_without_task_data_quantizes_everything(
     assert quantization["calibration_samples"] == 0
     assert quantization["settings"]["fp32_by_sensitivity"] == []
     assert quantization["settings"]["smoothquant_alpha"] is None
+    assert UNCALIBRATED_DYNAMIC_NOTE in read_manifest(result.artifact_dir)["notes"]
     assert quantization["settings"]["sensitivity_rule"].startswith("not run")
     runner = get_target("ort-mobile").load(result.artifact_dir, result.manifest, threads=1)
     (logits,) = runner.run(reference[0])
