@@ -82,6 +82,11 @@ FUSED_DYNAMIC_DISABLED = tuple(
 # in every BERT vocabulary, and these lengths cover short, medium and long inputs.
 SYNTHETIC_LENGTHS = (3, 17, 64)
 SYNTHETIC_SEED = 0
+# MiniLM-L6 SST-2: agreement with fp32 99.20% at batch 1, 98.39% in padded batches of 32.
+BATCH_ONE_NOTE = (
+    "dynamic INT8 takes one activation scale per call over the whole batch: run it one "
+    "sentence at a time (padded batches change the logits)"
+)
 UNCALIBRATED_DYNAMIC_NOTE = (
     "dynamic INT8 without calibration sentences: no smoothing and no MatMul kept fp32 by "
     "measurement (pass --task and --data-dir for both)"
@@ -242,8 +247,10 @@ class OrtMobileTarget(Target):
         notes: tuple[str, ...] = ()
         if request.mode is QuantizationMode.NONE:
             notes = ("fp32 ORT model (no quantization)",)
-        elif fused_recipe and not request.calibration_inputs:
-            notes = (UNCALIBRATED_DYNAMIC_NOTE,)
+        elif fused_recipe:
+            notes = (BATCH_ONE_NOTE,)
+            if not request.calibration_inputs:
+                notes += (UNCALIBRATED_DYNAMIC_NOTE,)
         return TargetBuild(
             (ORT_MODEL_FILE, OPERATOR_CONFIG_FILE, *extra),
             summary,

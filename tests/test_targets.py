@@ -16,7 +16,11 @@ from bertc.compiler.manifest import read_manifest
 from bertc.compiler.quantize import SENSITIVE_ERROR_SHARE, SMOOTHING_ALPHAS
 from bertc.targets import get_target, target_names
 from bertc.targets.openvino import classify_openvino_ops
-from bertc.targets.ort_mobile import UNCALIBRATED_DYNAMIC_NOTE, operator_lines
+from bertc.targets.ort_mobile import (
+    BATCH_ONE_NOTE,
+    UNCALIBRATED_DYNAMIC_NOTE,
+    operator_lines,
+)
 from model_factory import TINY_CONFIG
 
 TARGETS = ("onnx", "ort-mobile", "openvino")
@@ -130,6 +134,7 @@ def test_ort_mobile_dynamic_fuses_attention_and_measures_what_stays_fp32(
     for name in settings["fp32_by_sensitivity"]:
         assert errors[name] <= (1 - SENSITIVE_ERROR_SHARE) * errors["all INT8"]
     assert manifest["quantization"]["int8_ops"]["QAttention"] == LAYERS
+    assert BATCH_ONE_NOTE in manifest["notes"]
     # The SmoothQuant strength kept is the one whose INT8 graph moved the outputs least.
     alpha_errors = settings["smoothquant_errors"]
     assert set(alpha_errors) == {"none", *map(str, SMOOTHING_ALPHAS)}
