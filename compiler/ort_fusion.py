@@ -16,13 +16,11 @@ MiniLM-L6 SST-2, 2 threads, batch 1 at real lengths):
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 from bertc.compiler.errors import ParityError
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, OnnxGraph
 
@@ -86,10 +84,7 @@ def fuse_transformer(
             f"ONNX Runtime's transformer fusions moved the outputs by {diff:.2e} "
             f"(tolerance {tolerance:.0e}); compile with --quantization static instead"
         )
-    counts = Counter(
-        node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node
-    )
-    fused_ops = {op: counts[op] for op in ("Attention", "Gelu", "LayerNormalization") if counts[op]}
+    fused_ops = {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
     return fused, FusionReport(fused_ops, diff, len(samples))
 
 

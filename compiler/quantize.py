@@ -366,7 +366,7 @@ def choose_with_calibration(
 ) -> CalibratedChoice:
     """First the SmoothQuant strength (or none) whose INT8 graph moves the outputs least, then
     `choose_fp32_matmuls` on that graph; every error measured against the fused fp32 graph."""
-    from bertc.compiler.smoothing import smooth_graph
+    from bertc.compiler.smoothing import smooth_graph, smoothing_statistics
 
     reference = _first_outputs(fused_path, samples, disabled_fusions)
     trial = work_dir / "calibration-trial.onnx"
@@ -377,10 +377,11 @@ def choose_with_calibration(
             reference, _first_outputs(trial, samples, disabled_fusions)
         )
 
+    amax = smoothing_statistics(fused_path, samples)
     sources: dict[float | None, tuple[Path, list[str]]] = {None: (fused_path, [])}
     for alpha in SMOOTHING_ALPHAS:
         smoothed = work_dir / f"smoothed-{alpha}.onnx"
-        sources[alpha] = (smoothed, smooth_graph(fused_path, smoothed, samples, alpha))
+        sources[alpha] = (smoothed, smooth_graph(fused_path, smoothed, amax, alpha))
     errors = {alpha: output_error(source, ()) for alpha, (source, _) in sources.items()}
     alpha = min(errors, key=errors.__getitem__)
     source, smoothed_matmuls = sources[alpha]
@@ -449,17 +450,9 @@ def _fused_dynamic_settings(
 
 def _gelu_fed_matmuls(model: onnx.ModelProto) -> list[str]:
     """Names of the MatMuls that read a fused GELU op's output (the FFN output projections)."""
-    gelu_outputs = {
-        output
-        for node in model.graph.node
-        if node.op_type in GELU_OP_TYPES
-        for output in node.output
-    }
-    return [
-        node.name
-        for node in model.graph.node
-        if node.op_type == "MatMul" and node.input[0] in gelu_outputs
-    ]
+    from bertc.compiler.smoothing import weight_matmuls_fed_by
+
+    return [node.name for node in weight_matmuls_fed_by(model, GELU_OP_TYPES)]
 
 
 def _first_outputs(

@@ -13,6 +13,7 @@ the division cannot fold into LayerNorm's gamma: it is an explicit `Mul` in fron
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,15 +27,14 @@ SMOOTHED_PRODUCERS = ("LayerNormalization", "Gelu", "FastGelu", "BiasGelu")
 SCALE_BOUNDS = (1e-5, 1e5)
 
 
-def smoothable_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """MatMuls with a constant weight of their own whose activation comes straight from
-    LayerNormalization or GELU (in BERT: the FFN input and output projections)."""
+def weight_matmuls_fed_by(
+    model: onnx.ModelProto, producer_types: Sequence[str]
+) -> list[onnx.NodeProto]:
+    """MatMuls with a constant weight of their own whose activation comes straight from an op of
+    one of these types."""
     producers = {output: node for node in model.graph.node for output in node.output}
     constants = {init.name for init in model.graph.initializer}
-    readers: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    readers = Counter(name for node in model.graph.node for name in node.input)
     return [
         node
         for node in model.graph.node
@@ -42,8 +42,14 @@ def smoothable_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
         and node.input[1] in constants
         and readers[node.input[1]] == 1
         and node.input[0] in producers
-        and producers[node.input[0]].op_type in SMOOTHED_PRODUCERS
+        and producers[node.input[0]].op_type in producer_types
     ]
+
+
+def smoothable_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The MatMuls fed by LayerNormalization or GELU (in BERT: the FFN input and output
+    projections)."""
+    return weight_matmuls_fed_by(model, SMOOTHED_PRODUCERS)
 
 
 def channel_amax(
@@ -79,16 +85,22 @@ def smoothing_scales(activation_amax: np.ndarray, weight: np.ndarray, alpha: flo
     return np.clip(scales, *SCALE_BOUNDS).astype(np.float32)
 
 
+def smoothing_statistics(
+    source: Path, samples: Sequence[Mapping[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Per-channel amax of every smoothable MatMul's activation: computed once, then shared by
+    each strength `smooth_graph` is asked for."""
+    targets = smoothable_matmuls(onnx.load(str(source)))
+    return channel_amax(source, sorted({node.input[0] for node in targets}), samples)
+
+
 def smooth_graph(
-    source: Path,
-    destination: Path,
-    samples: Sequence[Mapping[str, np.ndarray]],
-    alpha: float,
+    source: Path, destination: Path, amax: Mapping[str, np.ndarray], alpha: float
 ) -> list[str]:
-    """Write `source` with every smoothable MatMul's scales migrated; return their names."""
+    """Write `source` with every smoothable MatMul's scales migrated, from `amax` (see
+    `smoothing_statistics`); return their names."""
     model = onnx.load(str(source))
     targets = smoothable_matmuls(model)
-    amax = channel_amax(source, sorted({node.input[0] for node in targets}), samples)
     initializers = {init.name: init for init in model.graph.initializer}
     inserted: dict[str, onnx.NodeProto] = {}
     for node in targets:

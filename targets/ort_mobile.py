@@ -141,9 +141,9 @@ def operator_lines(config_path: Path) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith("#"))
 
 
-def uses_fused_recipe(request: BuildRequest) -> bool:
+def uses_fused_recipe(mode: QuantizationMode, recipe: Recipe) -> bool:
     """bertc's dynamic recipe runs on the fused graph; library defaults stay on the plain one."""
-    return request.mode is QuantizationMode.DYNAMIC and request.recipe is Recipe.BERT_SAFE
+    return mode is QuantizationMode.DYNAMIC and recipe is Recipe.BERT_SAFE
 
 
 def fused_dynamic_onnx(
@@ -191,7 +191,7 @@ class OrtMobileTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         destination = request.work_dir / "mobile-input.onnx"
-        fused_recipe = uses_fused_recipe(request)
+        fused_recipe = uses_fused_recipe(request.mode, request.recipe)
         fusion: FusionReport | None = None
         if fused_recipe:
             quantized, summary, fusion = fused_dynamic_onnx(graph, request, destination)
@@ -262,9 +262,7 @@ class OrtMobileTarget(Target):
 
     def wants_calibration(self, mode: QuantizationMode, recipe: Recipe) -> bool:
         """The dynamic recipe measures on calibration sentences which MatMuls stay fp32."""
-        return mode is QuantizationMode.STATIC or (
-            mode is QuantizationMode.DYNAMIC and recipe is Recipe.BERT_SAFE
-        )
+        return super().wants_calibration(mode, recipe) or uses_fused_recipe(mode, recipe)
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
         return standalone_tokenizer(request)

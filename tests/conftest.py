@@ -32,6 +32,24 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx(tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny classifier's fp32 ONNX export and four sentences encoded one at a time, for
+    tests of graph rewrites that run on ONNX Runtime."""
+    from bertc.compiler.export import encode, export_onnx
+    from bertc.compiler.loading import load_model
+
+    loaded = load_model(str(tiny_classifier))
+    graph = export_onnx(loaded, tmp_path_factory.mktemp("tiny-onnx") / "model.onnx")
+    sentences = (
+        "a warm and funny film .",
+        "dull",
+        "it is not the film it could have been , sadly , though the cast tries hard .",
+        "the best movie of the year !",
+    )
+    return graph, [encode(loaded, [text], padding_to=None) for text in sentences]
+
+
+@pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide BertModel without a task head or pooler."""
     return make_checkpoint(

@@ -10,27 +10,16 @@ import numpy as np
 import onnx
 import pytest
 from bertc.compiler.errors import ParityError
-from bertc.compiler.export import encode, export_onnx
-from bertc.compiler.loading import load_model
 from bertc.compiler.ort_fusion import fuse_transformer, max_output_difference
 from model_factory import TINY_CONFIG
 
 LAYERS = TINY_CONFIG["num_hidden_layers"]
 HEADS = TINY_CONFIG["num_attention_heads"]
 HIDDEN = TINY_CONFIG["hidden_size"]
-SENTENCES = ("a warm and funny film .", "dull", "it is not the film it could have been , sadly .")
 
 
-@pytest.fixture(scope="module")
-def exported(tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory):
-    loaded = load_model(str(tiny_classifier))
-    graph = export_onnx(loaded, tmp_path_factory.mktemp("fusion") / "model.onnx")
-    samples = [encode(loaded, [text], padding_to=None) for text in SENTENCES]
-    return graph, samples
-
-
-def test_attention_fuses_and_skip_layer_norm_does_not(exported, tmp_path: Path) -> None:
-    graph, samples = exported
+def test_attention_fuses_and_skip_layer_norm_does_not(tiny_onnx, tmp_path: Path) -> None:
+    graph, samples = tiny_onnx
     fused, report = fuse_transformer(graph, tmp_path / "fused.onnx", samples, HEADS, HIDDEN)
     ops = Counter(node.op_type for node in onnx.load(str(fused.path)).graph.node)
     assert ops["Attention"] == LAYERS and ops["Gelu"] == LAYERS
@@ -43,14 +32,14 @@ def test_attention_fuses_and_skip_layer_norm_does_not(exported, tmp_path: Path) 
     assert report.max_abs_diff <= 1e-4
 
 
-def test_a_fusion_that_moves_outputs_is_refused(exported, tmp_path: Path) -> None:
-    graph, samples = exported
+def test_a_fusion_that_moves_outputs_is_refused(tiny_onnx, tmp_path: Path) -> None:
+    graph, samples = tiny_onnx
     with pytest.raises(ParityError, match="transformer fusions moved the outputs"):
         fuse_transformer(graph, tmp_path / "fused.onnx", samples, HEADS, HIDDEN, tolerance=-1.0)
 
 
-def test_output_difference_sees_a_changed_weight(exported, tmp_path: Path) -> None:
-    graph, samples = exported
+def test_output_difference_sees_a_changed_weight(tiny_onnx, tmp_path: Path) -> None:
+    graph, samples = tiny_onnx
     model = onnx.load(str(graph.path))
     classifier = [node for node in model.graph.node if node.op_type == "Gemm"][-1]  # logits
     bias = next(init for init in model.graph.initializer if init.name == classifier.input[2])

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from bertc.compiler.export import encode, export_onnx
-from bertc.compiler.loading import load_model
 from bertc.compiler.ort_fusion import fuse_transformer, max_output_difference
 from bertc.compiler.smoothing import (
     SCALE_BOUNDS,
@@ -18,26 +16,19 @@ from bertc.compiler.smoothing import (
     smooth_graph,
     smoothable_matmuls,
     smoothing_scales,
+    smoothing_statistics,
 )
 from model_factory import TINY_CONFIG
 
 LAYERS = TINY_CONFIG["num_hidden_layers"]
-SENTENCES = (
-    "a warm and funny film .",
-    "dull",
-    "it is not the film it could have been , sadly , though the cast tries hard .",
-    "the best movie of the year !",
-)
 
 
 @pytest.fixture(scope="module")
-def fused(tiny_classifier: Path, tmp_path_factory: pytest.TempPathFactory):
-    loaded = load_model(str(tiny_classifier))
-    directory = tmp_path_factory.mktemp("smoothing")
-    graph = export_onnx(loaded, directory / "model.onnx")
-    samples = [encode(loaded, [text], padding_to=None) for text in SENTENCES]
+def fused(tiny_onnx, tmp_path_factory: pytest.TempPathFactory):
+    graph, samples = tiny_onnx
     heads, hidden = TINY_CONFIG["num_attention_heads"], TINY_CONFIG["hidden_size"]
-    fused_graph, _ = fuse_transformer(graph, directory / "fused.onnx", samples, heads, hidden)
+    path = tmp_path_factory.mktemp("smoothing") / "fused.onnx"
+    fused_graph, _ = fuse_transformer(graph, path, samples, heads, hidden)
     return fused_graph.path, samples
 
 
@@ -64,7 +55,7 @@ def test_ffn_projections_are_smoothed_and_attention_is_not(fused) -> None:
 def test_smoothing_is_exact_and_evens_out_the_ranges(fused, tmp_path: Path) -> None:
     path, samples = fused
     smoothed = tmp_path / "smoothed.onnx"
-    names = smooth_graph(path, smoothed, samples, alpha=0.8)
+    names = smooth_graph(path, smoothed, smoothing_statistics(path, samples), alpha=0.8)
     assert max_output_difference(path, smoothed, samples) <= 1e-5
     model = onnx.load(str(smoothed))
     ops = Counter(node.op_type for node in model.graph.node)
