@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bertc.compiler.core.enums import TokenizerMode
 from bertc.compiler.packing import pack_bytes
 from bertc.compiler.pipeline import CompileOptions, compile_model
-from bertc.compiler.prune import apply_masks, compute_masks, parse_pattern
-from bertc.compiler.tokenization import TokenizerMode
+from bertc.compiler.training.prune import apply_masks, compute_masks, parse_pattern
 from bertc.targets import get_target
 
 BERT_BASE = dict(

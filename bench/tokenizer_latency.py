@@ -37,7 +37,7 @@ def fused_variant(artifact: Path, threads: int) -> Callable[[str], object]:
 
 def ids_variants(artifact: Path, threads: int) -> dict[str, Callable[[str], object]]:
     """The ids-in artifact behind transformers' fast tokenizer and behind `tokenizers` itself."""
-    from bertc.compiler.manifest import read_manifest
+    from bertc.compiler.core.manifest import read_manifest
     from bertc.targets import get_target
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer

@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 
 from bertc.calibration import get_task, load_examples
-from bertc.compiler.errors import DataError
+from bertc.compiler.core.errors import DataError
 from bertc.compiler.tokenization import check_tokenizer_parity, describe_mismatch, hard_set
-from bertc.targets.tokenizer_onnx import OrtTokenizer, extensions_version, preprocessing_model
-from bertc.targets.tokenizer_openvino import (
+from bertc.targets.ort.tokenizer import OrtTokenizer, extensions_version, preprocessing_model
+from bertc.targets.ov.tokenizer import (
     OpenVinoTokenizer,
     convert_hf_tokenizer,
     openvino_tokenizers_version,

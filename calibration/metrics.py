@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from bertc.calibration.tasks import GlueTask
-from bertc.compiler.errors import EmptySplitError
+from bertc.compiler.core.errors import EmptySplitError
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bertc.calibration.tasks import Column, GlueTask
-from bertc.compiler.errors import (
+from bertc.compiler.core.errors import (
     DataFileMissingError,
     EmptySplitError,
     MalformedRowsError,

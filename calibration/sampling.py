@@ -6,7 +6,7 @@ import random
 from collections.abc import Sequence
 from typing import TypeVar
 
-from bertc.compiler.errors import UsageError
+from bertc.compiler.core.errors import UsageError
 
 T = TypeVar("T")
 

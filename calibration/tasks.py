@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from bertc.compiler.errors import UsageError
+from bertc.compiler.core.errors import UsageError
 
 # A TSV column is found by header name, or by position where the file has no header (CoLA).
 Column = str | int

@@ -10,20 +10,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
-from bertc.compiler.errors import ParityError
+from bertc.compiler.core.errors import ParityError
+from bertc.compiler.core.graph import DEFAULT_PARITY_ATOL, OnnxGraph, ParityResult
 from bertc.compiler.loading import ClassifierForExport, LoadedModel
 
 # Opset 17 is the lowest with LayerNormalization as one op, and the ORT mobile converter and
 # OpenVINO both read it.
 DEFAULT_OPSET = 17
 # Optimum's tolerance for BERT (optimum/exporters/onnx/model_configs.py: ATOL_FOR_VALIDATION).
-DEFAULT_PARITY_ATOL = 1e-4
 
 # Real sentences of different lengths: parity on random ids can miss errors that only show on
 # text-like attention patterns.
@@ -40,28 +39,6 @@ PARITY_SENTENCES = (
     "Édith Piaf sang in Paris; 東京 is far away, and the résumé was 3.5 pages long!",
 )
 PARITY_BATCH_SIZES = (1, 2, 4, 8)
-
-
-@dataclass(frozen=True)
-class ParityResult:
-    """How closely the exported graph reproduces PyTorch, over which shapes."""
-
-    max_abs_diff: float
-    tolerance: float
-    shapes_checked: tuple[tuple[int, int], ...]
-    passed: bool
-
-
-@dataclass(frozen=True)
-class OnnxGraph:
-    """An ONNX model on disk and what the next stage needs to know about it."""
-
-    path: Path
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    opset: int
-    parity: ParityResult | None = None
-    rewrites: tuple[str, ...] = ()
 
 
 FIRST_TOKEN_REWRITE = "last layer's feed-forward block on the first ([CLS]) position only"

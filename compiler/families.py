@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-from bertc.compiler.errors import UnsupportedModelError
+from bertc.compiler.core.errors import UnsupportedModelError
 
 # Keys every BERT config has; TinyBERT's original config has these but no model_type.
 _BERT_CONFIG_KEYS = frozenset(

@@ -11,10 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bertc.compiler.errors import ModelFileError
+from bertc.compiler.core.errors import ModelFileError
+from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest, to_jsonable
+from bertc.compiler.core.sparsity import is_encoder_linear_weight, matrix_sparsity, summarise
 from bertc.compiler.loading import find_weight_files, read_config, resolve_source
-from bertc.compiler.manifest import MANIFEST_FILE, check_integrity, read_manifest, to_jsonable
-from bertc.compiler.sparsity import is_encoder_linear_weight, matrix_sparsity, summarise
 
 _LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bertc.compiler.errors import (
+from bertc.compiler.core.errors import (
     ModelFileError,
     ModelNotFoundError,
     UnsafeCheckpointError,
 )
+from bertc.compiler.core.hashing import sha256_file
+from bertc.compiler.core.sparsity import SparsityReport, analyse_module
 from bertc.compiler.families import ModelFamily, check_supported, detect_family
-from bertc.compiler.hashing import sha256_file
-from bertc.compiler.sparsity import SparsityReport, analyse_module
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -21,8 +21,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from bertc.compiler.errors import ArtifactError, OutputExistsError
-from bertc.compiler.manifest import MANIFEST_FILE, check_integrity, read_manifest
+from bertc.compiler.core.errors import ArtifactError, OutputExistsError
+from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
 
 ZLIB_LEVEL = 6
 _MAGIC = b"BERTCZB1"

@@ -6,7 +6,6 @@ strings them together, builds the manifest and moves the finished directory into
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -16,17 +15,17 @@ from typing import Any
 
 import numpy as np
 from bertc.calibration import Example, get_task, load_examples, sample_examples
-from bertc.compiler.errors import (
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import (
     DataError,
     OutputExistsError,
     TokenizerConversionError,
     TokenizerMismatchError,
     UsageError,
 )
-from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
-from bertc.compiler.hashing import sha256_file
-from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
-from bertc.compiler.manifest import (
+from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.hashing import sha256_file
+from bertc.compiler.core.manifest import (
     SCHEMA_VERSION,
     describe_files,
     host_description,
@@ -34,11 +33,11 @@ from bertc.compiler.manifest import (
     toolchain_versions,
     write_manifest,
 )
-from bertc.compiler.quantize import QuantizationMode, Recipe
-from bertc.compiler.sparsity import zlib_compressed_bytes
+from bertc.compiler.core.sparsity import zlib_compressed_bytes
+from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
+from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
 from bertc.compiler.tokenization import (
     TextPair,
-    TokenizerMode,
     TokenizerParity,
     builtin_set,
     check_tokenizer_parity,
@@ -356,14 +355,3 @@ def build_manifest(
         "reproducibility": reproducibility,
         "notes": list(loaded.notes) + list(build.notes),
     }
-
-
-def move_into_place(artifact: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the finished artifact to `out_dir`; an old one is moved aside first, then removed."""
-    if out_dir.exists() and overwrite:
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(artifact, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.replace(artifact, out_dir)

@@ -9,8 +9,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from bertc.compiler.errors import ArtifactError, DataError, UsageError
-from bertc.compiler.manifest import check_integrity, read_manifest
+from bertc.compiler.core.errors import ArtifactError, DataError, UsageError
+from bertc.compiler.core.manifest import check_integrity, read_manifest
 
 
 def read_inputs(

@@ -8,24 +8,16 @@ hard set, before the artifact is written. Nothing here imports torch.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from bertc.compiler.core.graph import InGraphTokenizer
 
 # What a mismatch report names: enough to see the problem, not the whole dev set.
 LISTED_MISMATCHES = 20
 PARITY_FIELDS = ("input_ids", "token_type_ids", "attention_mask")
-
-
-class TokenizerMode(str, enum.Enum):
-    """Where the artifact's tokenizer lives."""
-
-    FUSED = "fused"  # one graph: strings in, logits out
-    SEPARATE = "separate"  # a tokenizer graph beside the ids-in model
-    NONE = "none"  # ids in; the app tokenizes (tokenizer/ holds the HF files)
 
 
 # Text pairs: (text_a, text_b or None).
@@ -104,13 +96,6 @@ def hard_set(pair: bool) -> list[TextPair]:
 
 def builtin_set(pair: bool) -> list[TextPair]:
     return list(BUILTIN_PAIRS) if pair else [(text, None) for text in BUILTIN_SINGLES]
-
-
-class InGraphTokenizer:
-    """The artifact's tokenizer graph on its runtime: one example in, 1-D token arrays out."""
-
-    def encode(self, text_a: str, text_b: str | None) -> Mapping[str, np.ndarray]:
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from bertc.compiler.errors import TokenizerConversionError, UsageError
-from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import QuantizationMode, QuantizationSummary, Recipe
-from bertc.compiler.sparsity import Int8WeightZeros
-from bertc.compiler.tokenization import InGraphTokenizer, TokenizerMode
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import TokenizerConversionError, UsageError
+from bertc.compiler.core.graph import InGraphTokenizer, OnnxGraph
+from bertc.compiler.core.sparsity import Int8WeightZeros
+from bertc.compiler.core.summary import QuantizationSummary
 
 # Adding a runtime: one module that registers itself, and one line here.
 TARGET_MODULES = ("bertc.targets.onnx", "bertc.targets.ort_mobile", "bertc.targets.openvino")

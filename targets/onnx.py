@@ -7,10 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import QuantizationMode, quantize_onnx_runtime
-from bertc.compiler.sparsity import onnx_int8_weight_zeros
-from bertc.compiler.tokenization import TokenizerMode
+from bertc.compiler.core.enums import QuantizationMode, TokenizerMode
+from bertc.compiler.core.graph import OnnxGraph
+from bertc.compiler.core.sparsity import onnx_int8_weight_zeros
 from bertc.targets.base import (
     BuildRequest,
     Target,
@@ -18,8 +17,9 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
-from bertc.targets.ort_session import OrtRunner, onnxruntime_version
-from bertc.targets.tokenizer_onnx import (
+from bertc.targets.ort.quantize import quantize_onnx_runtime
+from bertc.targets.ort.session import OrtRunner, onnxruntime_version
+from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
     attach_tokenizer,
     drop_unused_extension_domains,

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bertc.compiler.errors import QuantizationError, TargetBuildError
-from bertc.compiler.export import OnnxGraph
-from bertc.compiler.quantize import FP32_REASONS, QuantizationMode, QuantizationSummary, Recipe
-from bertc.compiler.sparsity import openvino_int8_weight_zeros
-from bertc.compiler.tokenization import TokenizerMode
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import QuantizationError, TargetBuildError
+from bertc.compiler.core.graph import OnnxGraph
+from bertc.compiler.core.summary import FP32_REASONS, QuantizationSummary
 from bertc.targets.base import (
     BuildRequest,
     Target,
@@ -34,8 +33,8 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
-from bertc.targets.runtime_app import StaticShapeBuckets
-from bertc.targets.tokenizer_openvino import (
+from bertc.targets.ov.sparsity import openvino_int8_weight_zeros
+from bertc.targets.ov.tokenizer import (
     TEXT_INPUTS,
     TOKENIZER_BIN,
     TOKENIZER_XML,
@@ -44,6 +43,7 @@ from bertc.targets.tokenizer_openvino import (
     fuse_tokenizer,
     openvino_tokenizers_version,
 )
+from bertc.targets.runtime_app import StaticShapeBuckets
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"

@@ -28,17 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bertc.compiler.errors import TargetBuildError
-from bertc.compiler.export import OnnxGraph
-from bertc.compiler.ort_fusion import FusionReport, fuse_transformer
-from bertc.compiler.quantize import (
-    QuantizationMode,
-    QuantizationSummary,
-    Recipe,
-    quantize_fused_dynamic,
-)
-from bertc.compiler.sparsity import onnx_int8_weight_zeros
-from bertc.compiler.tokenization import TokenizerMode
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import TargetBuildError
+from bertc.compiler.core.graph import OnnxGraph
+from bertc.compiler.core.sparsity import onnx_int8_weight_zeros
+from bertc.compiler.core.summary import QuantizationSummary
 from bertc.targets.base import (
     BuildRequest,
     Target,
@@ -47,8 +41,10 @@ from bertc.targets.base import (
     register_target,
 )
 from bertc.targets.onnx import quantized_onnx
-from bertc.targets.ort_session import OrtRunner, onnxruntime_version
-from bertc.targets.tokenizer_onnx import (
+from bertc.targets.ort.fusion import FusionReport, fuse_transformer
+from bertc.targets.ort.quantize import quantize_fused_dynamic
+from bertc.targets.ort.session import OrtRunner, onnxruntime_version
+from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
     attach_tokenizer,
     custom_op_library,

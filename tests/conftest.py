@@ -62,9 +62,8 @@ def compile_once(tmp_path_factory: pytest.TempPathFactory, glue_data_dir: Path) 
     """`compile_once(source, target, quantization="static", task="sst2", **options)`: the
     CompileResult of that compile, built on first use and shared for the session. Token ids in
     unless `tokenizer=` says otherwise: most tests look at the model graph itself."""
+    from bertc.compiler.core.enums import QuantizationMode, TokenizerMode
     from bertc.compiler.pipeline import CompileOptions, compile_model
-    from bertc.compiler.quantize import QuantizationMode
-    from bertc.compiler.tokenization import TokenizerMode
 
     results = {}
 

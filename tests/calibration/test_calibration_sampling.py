@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bertc.calibration import sample_examples
-from bertc.compiler.errors import UsageError
+from bertc.compiler.core.errors import UsageError
 
 ITEMS = list(range(100))
 

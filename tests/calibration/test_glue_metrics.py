@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from bertc.calibration import compute_metrics, get_task, predictions_from_logits
-from bertc.compiler.errors import EmptySplitError
+from bertc.compiler.core.errors import EmptySplitError
 
 
 def test_accuracy_single_sentence() -> None:

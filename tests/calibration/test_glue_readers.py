@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from bertc.calibration import get_task, load_examples, read_glue_tsv, read_hf_glue
-from bertc.compiler.errors import (
+from bertc.compiler.core.errors import (
     DataFileMissingError,
     EmptySplitError,
     MalformedRowsError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from bertc.calibration import METRICS, TASKS, get_task
-from bertc.compiler.errors import UsageError
+from bertc.compiler.core.errors import UsageError
 
 CANONICAL = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "mnli-mm", "qnli", "rte", "wnli")
 

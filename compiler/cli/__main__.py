@@ -1,0 +1,3 @@
+from bertc.compiler.cli import main
+
+main()

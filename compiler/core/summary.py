@@ -1,0 +1,45 @@
+"""What a quantizer did, as read back from the graph it wrote: one summary for every runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Why an op type stays fp32 in bertc's BERT-safe recipe; only types present in a graph are reported.
+FP32_REASONS: Mapping[str, str] = {
+    "LayerNormalization": "its statistics need fp32; its input carries BERT's outlier channels",
+    "Softmax": "attention probabilities span orders of magnitude that 8 bits cannot hold",
+    "Erf": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Gelu": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Add": "residual additions carry the outlier channels (Bondarenko et al., 2021)",
+    "Tanh": "the pooler's non-linearity is tiny and runs once per sequence",
+    "Gemm": "the pooler and classifier run once per sequence; fp32 keeps the logits exact",
+    "MatMul": "attention's activation-by-activation products have no weight to quantize",
+    "Gather": "the token-type table is tiny; word and position embeddings are quantized",
+    "Div": "attention scaling is one division per score",
+    "Mul": "element-wise scaling is memory-bound; int8 gains nothing",
+}
+# Op types whose int8 form is the point of quantizing (the compute or the bytes).
+WEIGHTED_OP_TYPES = ("MatMul", "Gemm", "Gather", "MatMulInteger", "QLinearMatMul", "FullyConnected")
+
+
+@dataclass(frozen=True)
+class QuantizationSummary:
+    """What ran in INT8 and what stayed fp32 and why, as found in the written graph."""
+
+    mode: str
+    recipe: str
+    tool: str
+    calibration_samples: int
+    int8_ops: Mapping[str, int]
+    fp32_ops: Mapping[str, int]
+    fp32_reasons: Mapping[str, str]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def tool_version(module_name: str) -> str:
+    module = __import__(module_name)
+    return f"{module_name} {module.__version__}"
+
+

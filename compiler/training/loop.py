@@ -1,0 +1,511 @@
+"""Task training shared by `bertc prune`, `bertc finetune` and `bertc distill`.
+
+One seeded loop: examples are tokenized once without padding, each batch is padded to its own
+longest example by transformers' `DataCollatorWithPadding`, epoch e is a `random.Random(seed + e)`
+shuffle, AdamW with decay off biases and LayerNorm, a linear warmup/decay schedule, gradient
+clipping. What differs between the commands comes in as hooks: the loss (distillation), and
+what happens after each optimizer step (pruning re-applies its masks).
+
+A checkpoint after every epoch holds the model, optimizer, schedule and RNG states, so a resumed
+run continues with the very batches, dropout masks and updates the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from bertc.calibration import (
+    Example,
+    GlueTask,
+    compute_metrics,
+    predictions_from_logits,
+)
+from bertc.compiler.core.errors import ModelFileError, UsageError
+from bertc.compiler.families import check_supported, detect_family
+from bertc.compiler.loading import (
+    HEAD_ENCODER,
+    HEAD_REGRESSION,
+    find_weight_files,
+    head_kind,
+    load_tokenizer,
+    read_config,
+    read_tensor_names_and_dtype,
+    resolve_source,
+)
+
+Progress = Callable[[str], None]
+Batch = dict[str, torch.Tensor]
+LossFunction = Callable[[torch.nn.Module, Batch, Sequence[int]], torch.Tensor]
+
+WARMUP_FRACTION = 0.06
+WEIGHT_DECAY = 0.01
+MAX_GRAD_NORM = 1.0
+EVAL_BATCH_SIZE = 64
+STATE_FILE = "training_state.pt"
+_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+
+
+def _silent(message: str) -> None:
+    del message
+
+
+# ---- loading ----
+
+
+def load_classifier(
+    source: str, task: GlueTask, allow_pickle: bool = False
+) -> tuple[torch.nn.Module, Any, Path, bool, list[str]]:
+    """(model in fp32, tokenizer, directory, head_is_new, notes), checked as `load_model` does.
+
+    A *ForSequenceClassification checkpoint must have the task's label count; a bare encoder
+    gets a freshly initialised head (seed the RNG first) with the task's labels.
+    """
+    from transformers import BertConfig, BertForSequenceClassification
+
+    directory = resolve_source(source)
+    config = read_config(directory)
+    check_supported(config)
+    tensor_names: list[str] = []
+    for path in find_weight_files(directory, allow_pickle):
+        tensor_names.extend(read_tensor_names_and_dtype(path)[0])
+    family = detect_family(config, tensor_names)
+    head = head_kind(config)
+    head_is_new = head == HEAD_ENCODER
+    settings = family.normalise_config(config)
+    if head_is_new:
+        settings.update(task_head_settings(task))
+    else:
+        labels = int(config.get("num_labels", len(config.get("id2label") or {}) or 2))
+        if (head == HEAD_REGRESSION) != task.is_regression or labels != task.num_labels:
+            raise UsageError(
+                f"{directory} has a {labels}-output {head} head but {task.name} needs "
+                f"{task.num_labels} output(s); pick the matching task or start from an encoder"
+            )
+    bert_config = BertConfig.from_dict(settings)
+    bert_config._attn_implementation = "eager"
+    model, missing = _from_pretrained(
+        BertForSequenceClassification, directory, bert_config, allow_pickle
+    )
+    notes = [f"model family {family.name}"]
+    fresh_allowed = ("classifier.", "bert.pooler.") if head_is_new else ()
+    unexpected_missing = [name for name in missing if not name.startswith(fresh_allowed)]
+    if unexpected_missing:
+        raise ModelFileError(
+            f"{directory} lacks {len(unexpected_missing)} weights the config needs "
+            f"(e.g. {unexpected_missing[0]}): truncated or not a checkpoint of this architecture"
+        )
+    if head_is_new:
+        notes.append(
+            f"{directory.name} is a bare encoder: the {task.name} head "
+            f"({', '.join(sorted(set(missing)))}) was freshly initialised"
+        )
+    return model, load_tokenizer(directory, config), directory, head_is_new, notes
+
+
+def task_head_settings(task: GlueTask) -> dict[str, Any]:
+    """num_labels, problem_type and the label map (id2label/label2id) of the task's head."""
+    if task.is_regression:
+        return {
+            "num_labels": 1,
+            "problem_type": "regression",
+            "id2label": {0: "score"},
+            "label2id": {"score": 0},
+        }
+    names = task.hf.label_names or task.labels
+    return {
+        "num_labels": task.num_labels,
+        "problem_type": "single_label_classification",
+        "id2label": dict(enumerate(names)),
+        "label2id": {name: index for index, name in enumerate(names)},
+    }
+
+
+def _from_pretrained(cls, directory: Path, config, allow_pickle: bool):
+    transformers_logger = logging.getLogger("transformers")
+    previous_level = transformers_logger.level
+    transformers_logger.setLevel(logging.ERROR)
+    kwargs: dict[str, Any] = {"config": config, "dtype": torch.float32, "output_loading_info": True}
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True
+    try:
+        model, info = cls.from_pretrained(str(directory), **kwargs)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(f"could not load the weights in {directory}: {first}") from error
+    finally:
+        transformers_logger.setLevel(previous_level)
+    return model, sorted(info.get("missing_keys", []))
+
+
+# ---- data: tokenize once, pad per batch ----
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Tokenized examples (unpadded) and their labels, ready for `DataCollatorWithPadding`."""
+
+    task: GlueTask
+    features: tuple[dict[str, list[int]], ...]
+    labels: tuple[int | float, ...]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def tokenize(tokenizer, task: GlueTask, examples: Sequence[Example], max_length: int) -> TaskData:
+    """Every example tokenized and truncated to `max_length`, without padding."""
+    if not examples:
+        raise UsageError(f"no {task.name} examples to tokenize")
+    text_b = [example.text_b for example in examples]
+    encoded = tokenizer(
+        [example.text_a for example in examples],
+        text_b if any(text is not None for text in text_b) else None,
+        truncation=True,
+        max_length=max_length,
+    )
+    names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in encoded]
+    features = tuple(
+        {name: encoded[name][index] for name in names} for index in range(len(examples))
+    )
+    return TaskData(task, features, tuple(example.label for example in examples))
+
+
+class Batcher:
+    """Pads a list of example indices into one tensor batch with `DataCollatorWithPadding`."""
+
+    def __init__(self, tokenizer, data: TaskData) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.data = data
+        self.collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+
+    def __call__(self, indices: Sequence[int], with_labels: bool = True) -> Batch:
+        batch = dict(self.collator([self.data.features[index] for index in indices]))
+        if with_labels:
+            dtype = torch.float32 if self.data.task.is_regression else torch.long
+            batch["labels"] = torch.tensor([self.data.labels[i] for i in indices], dtype=dtype)
+        return batch
+
+
+def training_order(count: int, steps: int, batch_size: int, seed: int) -> list[list[int]]:
+    """`steps` batches of example indices; epoch e is a random.Random(seed + e) shuffle."""
+    batches: list[list[int]] = []
+    epoch = 0
+    while len(batches) < steps:
+        order = list(range(count))
+        random.Random(seed + epoch).shuffle(order)
+        batches.extend(order[start : start + batch_size] for start in range(0, count, batch_size))
+        epoch += 1
+    return batches[:steps]
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    return math.ceil(count / batch_size)
+
+
+# ---- the loop ----
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The knobs of one training run; their hash names a run for `--resume`."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    warmup_fraction: float = WARMUP_FRACTION
+    weight_decay: float = WEIGHT_DECAY
+    max_grad_norm: float = MAX_GRAD_NORM
+    log_every: int = 20
+    # Anything else that must match for a resume to be the same run (source, task, samples).
+    identity: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def warmup_steps(self) -> int:
+        return math.ceil(self.warmup_fraction * self.steps)
+
+    def fingerprint(self) -> str:
+        settings = asdict(self)
+        settings.pop("log_every")
+        text = json.dumps(settings, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    losses: tuple[float, ...]
+    wall_time_s: float
+    resumed_from_step: int
+    checkpoints: tuple[Path, ...]
+
+    def summary(self) -> dict[str, Any]:
+        recent = self.losses[-20:]
+        return {
+            "first_loss": round(self.losses[0], 6) if self.losses else None,
+            "last_loss": round(sum(recent) / len(recent), 6) if recent else None,
+            "wall_time_s": round(self.wall_time_s, 2),
+            "resumed_from_step": self.resumed_from_step,
+        }
+
+
+def make_optimizer(trainable: torch.nn.Module, settings: TrainSettings) -> torch.optim.AdamW:
+    """AdamW, with weight decay on everything but biases and LayerNorm."""
+    decay, no_decay = [], []
+    for name, parameter in trainable.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exempt = name.endswith(".bias") or "LayerNorm" in name
+        (no_decay if exempt else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=settings.learning_rate)
+
+
+def default_loss(model: torch.nn.Module, batch: Batch, indices: Sequence[int]) -> torch.Tensor:
+    """transformers' own task loss: cross-entropy, or MSE for a regression head."""
+    del indices
+    return model(**batch).loss
+
+
+def train(
+    model: torch.nn.Module,
+    batcher: Batcher,
+    settings: TrainSettings,
+    *,
+    loss_function: LossFunction = default_loss,
+    after_step: Callable[[], None] | None = None,
+    trainable: torch.nn.Module | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    progress: Progress = _silent,
+    progress_bar: bool = False,
+) -> TrainLog:
+    """Run `settings.steps` optimizer steps over `batcher`'s data; checkpoint each epoch.
+
+    `trainable` (default: the model) is what the optimizer updates and the checkpoints hold,
+    e.g. the student and its distillation projections together.
+    """
+    from transformers import get_linear_schedule_with_warmup
+
+    trainable = trainable if trainable is not None else model
+    optimizer = make_optimizer(trainable, settings)
+    scheduler = get_linear_schedule_with_warmup(optimizer, settings.warmup_steps, settings.steps)
+    count = len(batcher.data)
+    epoch_steps = steps_per_epoch(count, settings.batch_size)
+    order = training_order(count, settings.steps, settings.batch_size, settings.seed)
+    losses: list[float] = []
+    start_step = 0
+    if resume:
+        state = latest_checkpoint(checkpoint_dir, settings) if checkpoint_dir else None
+        if state is None:
+            raise UsageError(
+                f"--resume: no checkpoint of this run in {checkpoint_dir}; "
+                "run without --resume to start it"
+            )
+        start_step, losses = _restore(state, trainable, optimizer, scheduler)
+        progress(f"resumed at step {start_step}/{settings.steps}")
+    written: list[Path] = []
+    bar = _bar(settings.steps, start_step, progress_bar)
+    started = time.perf_counter()
+    model.train()
+    try:
+        for step in range(start_step + 1, settings.steps + 1):
+            indices = order[step - 1]
+            loss = loss_function(model, batcher(indices), indices)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step()
+            losses.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            if step % settings.log_every == 0 or step == settings.steps:
+                recent = losses[-settings.log_every :]
+                progress(
+                    f"step {step}/{settings.steps} loss {sum(recent) / len(recent):.4f} "
+                    f"({(time.perf_counter() - started) / (step - start_step):.2f} s/step)"
+                )
+            if checkpoint_dir is not None and step % epoch_steps == 0 and step < settings.steps:
+                epoch = step // epoch_steps
+                written.append(
+                    _save_state(
+                        checkpoint_dir,
+                        epoch,
+                        step,
+                        settings,
+                        trainable,
+                        optimizer,
+                        scheduler,
+                        losses,
+                    )
+                )
+                progress(f"checkpoint epoch {epoch} (step {step})")
+    finally:
+        if bar is not None:
+            bar.close()
+        model.eval()
+    return TrainLog(tuple(losses), time.perf_counter() - started, start_step, tuple(written))
+
+
+def _bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None: a bar on a terminal, nothing in a pipe or a log file.
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="step",
+        file=sys.stderr,
+        disable=None,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+# ---- checkpoints ----
+
+
+def _save_state(
+    directory: Path,
+    epoch: int,
+    step: int,
+    settings: TrainSettings,
+    trainable: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    losses: list[float],
+) -> Path:
+    """Write epoch-N/training_state.pt atomically (temp file, then rename)."""
+    target = Path(directory) / f"epoch-{epoch}"
+    target.mkdir(parents=True, exist_ok=True)
+    state = {
+        "fingerprint": settings.fingerprint(),
+        "step": step,
+        "epoch": epoch,
+        "model": trainable.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "losses": torch.tensor(losses, dtype=torch.float64),
+    }
+    temporary = target / f"{STATE_FILE}.partial"
+    torch.save(state, str(temporary))
+    os.replace(temporary, target / STATE_FILE)
+    return target / STATE_FILE
+
+
+def latest_checkpoint(directory: Path, settings: TrainSettings) -> dict[str, Any] | None:
+    """The last epoch's state of this very run (same fingerprint), or None."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    epochs = sorted(
+        (int(match[1]), path)
+        for path in directory.iterdir()
+        if (match := _EPOCH_DIR.match(path.name)) and (path / STATE_FILE).is_file()
+    )
+    if not epochs:
+        return None
+    path = epochs[-1][1] / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as error:
+        raise ModelFileError(f"{path} is not a readable training checkpoint: {error}") from error
+    if state.get("fingerprint") != settings.fingerprint():
+        raise UsageError(
+            f"--resume: {path} belongs to a run with other settings (model, task, batch size, "
+            "learning rate, steps, samples or seed); resume with the same flags"
+        )
+    return state
+
+
+def _restore(state, trainable, optimizer, scheduler) -> tuple[int, list[float]]:
+    trainable.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), [float(value) for value in state["losses"].tolist()]
+
+
+# ---- evaluation and saving ----
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, batcher: Batcher) -> np.ndarray:
+    """Logits for every example, batches sorted by length so padding stays short."""
+    model.eval()
+    data = batcher.data
+    order = sorted(range(len(data)), key=lambda i: len(data.features[i]["input_ids"]))
+    logits = np.zeros((len(data), data.task.num_labels), dtype=np.float32)
+    for start in range(0, len(order), EVAL_BATCH_SIZE):
+        indices = order[start : start + EVAL_BATCH_SIZE]
+        logits[indices] = model(**batcher(indices, with_labels=False)).logits.numpy()
+    return logits
+
+
+def evaluate(model: torch.nn.Module, batcher: Batcher) -> dict[str, float]:
+    """The task's dev metrics (all of them, headline first as the task table orders them)."""
+    task = batcher.data.task
+    predictions = predictions_from_logits(task, predict_logits(model, batcher))
+    return compute_metrics(task, predictions, list(batcher.data.labels))
+
+
+def save_checkpoint(model, tokenizer, task: GlueTask, directory: Path, max_length: int) -> None:
+    """A Hugging Face checkpoint: safetensors, config with the label map, tokenizer."""
+    model.config.finetuning_task = task.name
+    model.config.architectures = ["BertForSequenceClassification"]
+    model.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.model_max_length = max_length
+    tokenizer.save_pretrained(str(directory))
+
+
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (a shared 2-core box, or one Ray trial per CPU)."""
+    if threads is not None:
+        if threads <= 0:
+            raise UsageError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+__all__ = [
+    "Batcher",
+    "TaskData",
+    "TrainLog",
+    "TrainSettings",
+    "default_loss",
+    "evaluate",
+    "latest_checkpoint",
+    "load_classifier",
+    "make_optimizer",
+    "predict_logits",
+    "save_checkpoint",
+    "set_threads",
+    "steps_per_epoch",
+    "task_head_settings",
+    "tokenize",
+    "train",
+    "training_order",
+]
