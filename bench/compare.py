@@ -99,12 +99,14 @@ def ensure_peers_venv() -> Path:
 def calibration_inputs_json(model: Path, glue: Path, task: str, path: Path) -> None:
     """bertc's own calibration inputs (same sentences, seed and count), for the peers too."""
     from bertc.compiler.loading import load_model
-    from bertc.compiler.pipeline import CompileOptions, _calibration_examples, calibration_inputs
+    from bertc.calibration import get_task
+    from bertc.compiler.pipeline import CompileOptions, calibration_examples, calibration_inputs
     from bertc.targets import get_target
 
     loaded = load_model(str(model))
     options = CompileOptions(target="onnx", task=task, data_dir=glue)
-    inputs = calibration_inputs(loaded, _calibration_examples(task, options, get_target("onnx")))
+    examples = calibration_examples(get_task(task), options, get_target("onnx"))
+    inputs = calibration_inputs(loaded, examples)
     path.write_text(json.dumps([{k: v.tolist() for k, v in item.items()} for item in inputs]))
 
 

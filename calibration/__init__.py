@@ -9,7 +9,7 @@ from bertc.calibration.readers import (
     split_path,
 )
 from bertc.calibration.sampling import sample_examples
-from bertc.calibration.tasks import TASKS, GlueTask, HfGlueSource, get_task
+from bertc.calibration.tasks import TASKS, GlueTask, HfGlueSource, get_task, resolve_task
 
 __all__ = [
     "METRICS",
@@ -23,6 +23,7 @@ __all__ = [
     "predictions_from_logits",
     "read_glue_tsv",
     "read_hf_glue",
+    "resolve_task",
     "sample_examples",
     "split_path",
 ]

@@ -224,3 +224,15 @@ def get_task(name: str) -> GlueTask:
         known = ", ".join(sorted(TASKS))
         raise UsageError(f"unknown GLUE task {name!r}; known tasks: {known}")
     return TASKS[canonical]
+
+
+def resolve_task(requested: str | None, configured: str | None) -> GlueTask | None:
+    """The GLUE task a build is for, decided once: the one asked for (`--task`; an unknown name
+    is a UsageError), else the checkpoint config's `finetuning_task` where it names a GLUE task,
+    else None (an encoder, or a fine-tuning task outside GLUE)."""
+    if requested:
+        return get_task(requested)
+    if not configured:
+        return None
+    canonical = _ALIASES.get(_normalize(configured))
+    return TASKS[canonical] if canonical else None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bertc.calibration import Example, get_task, load_examples, sample_examples
+from bertc.calibration import Example, GlueTask, load_examples, resolve_task, sample_examples
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import (
     DataError,
@@ -35,7 +35,13 @@ from bertc.compiler.core.manifest import (
 )
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
-from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH, LoadedModel, load_model
+from bertc.compiler.loading import (
+    DEFAULT_MAX_SEQUENCE_LENGTH,
+    LoadedModel,
+    load_model,
+    read_config,
+    resolve_source,
+)
 from bertc.compiler.tokenization import (
     TextPair,
     TokenizerParity,
@@ -82,10 +88,29 @@ def _silent(stage: str) -> None:
     del stage
 
 
+Gate = Callable[[Path, Mapping[str, Any]], None]
+
+
+def compile_task(source: str, options: CompileOptions) -> GlueTask | None:
+    """The GLUE task a compile of `source` is for, from `--task` or the checkpoint's config,
+    read before any weight is loaded (see `calibration.resolve_task`)."""
+    config = read_config(resolve_source(source))
+    return resolve_task(options.task, config.get("finetuning_task"))
+
+
 def compile_model(
-    source: str, out_dir: Path, options: CompileOptions, progress: Progress = _silent
+    source: str,
+    out_dir: Path,
+    options: CompileOptions,
+    progress: Progress = _silent,
+    gate: Gate | None = None,
 ) -> CompileResult:
-    """Build the artifact in a temporary sibling of `out_dir`, then rename it into place."""
+    """Build the artifact in a temporary sibling of `out_dir`, then rename it into place.
+
+    `gate(staged_dir, manifest)`, when given, runs on the finished artifact before it replaces
+    anything (e.g. `compile --verify`); an exception from it aborts the compile with `out_dir`
+    untouched. Raises the BertcError subclasses of each stage; nothing is left behind on error.
+    """
     out_dir = Path(out_dir)
     target = get_target(options.target)
     if out_dir.exists() and not options.overwrite:
@@ -98,8 +123,8 @@ def compile_model(
     loaded = load_model(
         source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
     )
-    task_name = options.task or loaded.config.get("finetuning_task")
-    calibration = _calibration_examples(task_name, options, target)
+    task = resolve_task(options.task, loaded.config.get("finetuning_task"))
+    calibration = calibration_examples(task, options, target)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -113,7 +138,7 @@ def compile_model(
         graph = check_parity(loaded, graph, options.parity_tolerance)
         progress("tokenizer")
         tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(
-            target, loaded, task_name, options
+            target, loaded, task, options
         )
         progress("quantize")
         inputs = calibration_inputs(loaded, calibration)
@@ -131,7 +156,7 @@ def compile_model(
         progress("package")
         save_tokenizer(loaded, artifact / TOKENIZER_DIR)
         manifest = build_manifest(
-            loaded, options, task_name, calibration, graph, build, artifact, target.reproducibility
+            loaded, options, task, calibration, graph, build, artifact, target.reproducibility
         )
         manifest["tokenizer"] = (
             {**build.tokenizer, **tokenizer_section} if build.tokenizer else tokenizer_section
@@ -139,6 +164,9 @@ def compile_model(
         if tokenizer_note:
             manifest["notes"].append(tokenizer_note)
         write_manifest(artifact, manifest)
+        if gate is not None:
+            progress("gate")
+            gate(artifact, manifest)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -146,7 +174,7 @@ def compile_model(
 
 
 def choose_tokenizer(
-    target, loaded: LoadedModel, task_name: str | None, options: CompileOptions
+    target, loaded: LoadedModel, task: GlueTask | None, options: CompileOptions
 ) -> tuple[TokenizerRequest | None, dict[str, Any], str | None]:
     """Convert the tokenizer for the target and gate it on parity, before anything is quantized.
 
@@ -162,7 +190,7 @@ def choose_tokenizer(
         return None, ids_in, None
     explicit = options.tokenizer is not None
     request = TokenizerRequest(
-        mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task_name)
+        mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task)
     )
     try:
         in_graph = target.tokenizer_graph(request)
@@ -170,7 +198,7 @@ def choose_tokenizer(
         if explicit:
             raise
         return None, {**ids_in, "fused_refused": str(error)}, f"token ids in: {error}"
-    parity = tokenizer_parity(loaded, in_graph, task_name, options)
+    parity = tokenizer_parity(loaded, in_graph, task, options)
     section = {
         "max_length": loaded.max_sequence_length,
         "pair": request.pair,
@@ -192,21 +220,21 @@ def choose_tokenizer(
     return None, {**ids_in, "fused_refused": section}, note
 
 
-def is_pair_task(task_name: str | None) -> bool:
+def is_pair_task(task: GlueTask | None) -> bool:
     """Pair tasks (MRPC, RTE, QNLI, MNLI, QQP, STS-B, WNLI) feed the tokenizer two texts."""
-    return bool(task_name) and len(get_task(task_name).text_columns) == 2
+    return task is not None and len(task.text_columns) == 2
 
 
 def tokenizer_parity(
-    loaded: LoadedModel, in_graph, task_name: str | None, options: CompileOptions
+    loaded: LoadedModel, in_graph, task: GlueTask | None, options: CompileOptions
 ) -> TokenizerParity:
     """In-graph ids vs HF ids on the task's dev sentences (or the built-in set) and the hard set."""
-    pair = is_pair_task(task_name)
+    pair = is_pair_task(task)
     sets: dict[str, list[TextPair]] = {}
-    if task_name:
+    if task is not None:
         try:
-            dev = load_examples(get_task(task_name), "dev", options.data_dir)
-            sets[f"{get_task(task_name).name}-dev"] = [(e.text_a, e.text_b) for e in dev]
+            dev = load_examples(task, "dev", options.data_dir)
+            sets[f"{task.name}-dev"] = [(e.text_a, e.text_b) for e in dev]
         except DataError:
             pass
     if not sets:
@@ -229,8 +257,8 @@ def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
     }
 
 
-def _calibration_examples(
-    task_name: str | None, options: CompileOptions, target: Target
+def calibration_examples(
+    task: GlueTask | None, options: CompileOptions, target: Target
 ) -> list[Example]:
     """Seeded sample of the task's train split, for a target that reads one in this mode.
 
@@ -241,7 +269,7 @@ def _calibration_examples(
     if not target.wants_calibration(options.quantization, options.recipe):
         return []
     static = options.quantization is QuantizationMode.STATIC
-    if not task_name:
+    if task is None:
         if not static:
             return []
         raise UsageError(
@@ -249,7 +277,7 @@ def _calibration_examples(
             "(a glue_data folder), or use --quantization dynamic"
         )
     try:
-        examples = load_examples(get_task(task_name), "train", options.data_dir)
+        examples = load_examples(task, "train", options.data_dir)
     except DataError:
         if static or options.data_dir is not None:
             raise
@@ -285,7 +313,7 @@ def save_tokenizer(loaded: LoadedModel, directory: Path) -> None:
 def build_manifest(
     loaded: LoadedModel,
     options: CompileOptions,
-    task_name: str | None,
+    task: GlueTask | None,
     calibration: Sequence[Example],
     graph,
     build,
@@ -300,6 +328,8 @@ def build_manifest(
     return {
         "schema_version": SCHEMA_VERSION,
         "target": options.target,
+        # The one place the task is recorded; verify and run read it from here.
+        "task": task.name if task else None,
         "toolchain": toolchain_versions(),
         "host": host_description(),
         "source": {
@@ -330,7 +360,7 @@ def build_manifest(
         "parity": graph.parity,
         "quantization": build.quantization,
         "calibration": {
-            "task": task_name,
+            "task": task.name,
             "split": "train",
             "samples": len(calibration),
             "seed": CALIBRATION_SEED,

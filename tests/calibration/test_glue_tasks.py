@@ -100,3 +100,14 @@ def test_unknown_task_lists_the_known_names() -> None:
     assert "'squad'" in message
     assert all(name in message for name in CANONICAL)
     assert caught.value.exit_code == 2
+
+
+def test_resolve_task_prefers_the_request_then_a_glue_config_task() -> None:
+    from bertc.calibration import get_task, resolve_task
+
+    assert resolve_task("SST-2", "mrpc") is get_task("sst2")
+    assert resolve_task(None, "sst-2") is get_task("sst2")
+    assert resolve_task(None, "ner") is None  # a fine-tuning task outside GLUE
+    assert resolve_task(None, None) is None
+    with pytest.raises(UsageError):
+        resolve_task("not-a-task", "sst2")

@@ -438,3 +438,64 @@ def test_recompiling_in_the_same_process_is_deterministic(
     )
     for name in MODEL_FILES[target]:
         assert sha256(first / name) == sha256(second / name), name
+
+
+# ---- the task, decided once; the gate runs on the staged artifact
+
+
+def test_the_task_is_resolved_once_and_recorded_at_the_top(
+    tiny_classifier: Path, glue_data_dir: Path, tmp_path: Path
+) -> None:
+    """A config that names `finetuning_task` ("SST-2") stands in for --task: it is resolved,
+    under its canonical name, before any weight is read (`compile_task`) and in the manifest."""
+    import shutil
+
+    from bertc.compiler.pipeline import compile_task
+
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(tiny_classifier, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    (checkpoint / "config.json").write_text(json.dumps({**config, "finetuning_task": "SST-2"}))
+    no_task = options(glue_data_dir, task=None)
+    assert compile_task(str(checkpoint), no_task).name == "sst2"
+    assert compile_task(str(tiny_classifier), no_task) is None
+    result = compile_model(str(checkpoint), tmp_path / "artifact", no_task)
+    assert result.manifest["task"] == "sst2"
+    assert result.manifest["calibration"]["task"] == "sst2"
+
+
+def test_a_failing_gate_leaves_the_previous_artifact_untouched(
+    tiny_classifier: Path, glue_data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifact"
+    compile_model(str(tiny_classifier), out, options(glue_data_dir))
+    before = {name: sha256(path) for name, path in files_on_disk(out).items()}
+    seen: list[tuple[Path, dict]] = []
+
+    def gate(staged: Path, manifest) -> None:
+        seen.append((staged, dict(manifest)))
+        assert (staged / MANIFEST_FILE).is_file()
+        raise OutputExistsError("gate failed on purpose")  # any BertcError
+
+    with pytest.raises(OutputExistsError):
+        compile_model(
+            str(tiny_classifier), out, options(glue_data_dir, overwrite=True), gate=gate
+        )
+    staged, manifest = seen[0]
+    assert staged != out and manifest["task"] == "sst2"
+    assert {name: sha256(path) for name, path in files_on_disk(out).items()} == before
+    assert leftovers(out) == []
+
+
+def test_a_passing_gate_sees_the_artifact_before_it_moves_into_place(
+    tiny_classifier: Path, glue_data_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifact"
+    calls: list[bool] = []
+    compile_model(
+        str(tiny_classifier),
+        out,
+        options(glue_data_dir),
+        gate=lambda staged, manifest: calls.append(out.exists()),
+    )
+    assert calls == [False] and (out / MANIFEST_FILE).is_file()
