@@ -98,8 +98,8 @@ def ensure_peers_venv() -> Path:
 
 def calibration_inputs_json(model: Path, glue: Path, task: str, path: Path) -> None:
     """bertc's own calibration inputs (same sentences, seed and count), for the peers too."""
-    from bertc.compiler.loading import load_model
     from bertc.calibration import get_task
+    from bertc.compiler.loading import load_model
     from bertc.compiler.pipeline import CompileOptions, calibration_examples, calibration_inputs
     from bertc.targets import get_target
 
