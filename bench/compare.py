@@ -255,7 +255,7 @@ def stock_runner(variant: Variant, threads: int) -> Runner:
     if runtime["name"] != "openvino":
         return ort_runner(str(artifact / runtime["model"]), threads)
     import openvino
-    from bertc.targets.runtime_app import StaticShapeBuckets  # numpy + openvino only
+    from bertc.targets.loader import StaticShapeBuckets  # numpy + openvino only
 
     core = openvino.Core()
     config = {**runtime.get("compile_config", {}), "INFERENCE_NUM_THREADS": threads}

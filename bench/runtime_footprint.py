@@ -4,7 +4,7 @@
         ort-mobile artifacts/minilm-l6-sst2-ort-mobile [--runs 3] [--json]
 
 For each runtime it builds a fresh virtual environment holding only that runtime's packages and
-numpy (pip, from the configured registry), vendors `targets/runtime_app.py` as `bertc_runtime.py`
+numpy (pip, from the configured registry), vendors `targets/loader.py` as `bertc_runtime.py`
 beside `examples/classify.py`, and runs the example as a new process: wall time from process start
 to the printed label (cold start: interpreter, imports, model load and compile, one inference)
 and the process's peak RSS (`os.wait4`'s ru_maxrss). Install size is the environment's
@@ -89,7 +89,7 @@ def measure(target: str, artifact: Path, root: Path, runs: int) -> dict:
     env = build_env(runtime, root)
     app = root / f"app-{runtime}"
     app.mkdir()
-    shutil.copyfile(REPO / "targets" / "runtime_app.py", app / "bertc_runtime.py")
+    shutil.copyfile(REPO / "targets" / "loader.py", app / "bertc_runtime.py")
     shutil.copyfile(REPO / "examples" / "classify.py", app / "classify.py")
     cold_start(env, app, artifact.resolve())  # first run also fills the OS page cache
     results = [cold_start(env, app, artifact.resolve()) for _ in range(runs)]

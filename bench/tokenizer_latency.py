@@ -29,7 +29,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def fused_variant(artifact: Path, threads: int) -> Callable[[str], object]:
-    from bertc.targets.runtime_app import load
+    from bertc.targets.loader import load
 
     model = load(artifact, threads=threads)
     return lambda text: model.logits([text])

@@ -33,6 +33,7 @@ from bertc.compiler.core.manifest import (
     toolchain_versions,
     write_manifest,
 )
+from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
 from bertc.compiler.loading import (
@@ -184,7 +185,12 @@ def choose_tokenizer(
     By default the artifact gets a fused tokenizer when it converts and passes, and otherwise
     takes token ids, with a note that says why (never a tokenizer that silently differs).
     """
-    ids_in: dict[str, Any] = {"mode": TokenizerMode.NONE.value, "inputs": "token ids"}
+    ids_in: dict[str, Any] = {
+        "mode": TokenizerMode.NONE.value,
+        "inputs": "token ids",
+        "pair": is_pair_task(task),
+        "text_in": "bertc.targets.loader tokenizes with tokenizer/tokenizer.json (tokenizers)",
+    }
     mode = TokenizerMode.FUSED if options.tokenizer is None else options.tokenizer
     if mode is TokenizerMode.NONE:
         return None, ids_in, None
@@ -260,17 +266,18 @@ def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
 def calibration_examples(
     task: GlueTask | None, options: CompileOptions, target: Target
 ) -> list[Example]:
-    """Seeded sample of the task's train split, for a target that reads one in this mode.
+    """Seeded sample of the task's train split, for a recipe that reads one (its `calibration`).
 
-    Static INT8 cannot do without it. ort-mobile's dynamic recipe can (it then neither smooths
-    nor keeps a MatMul fp32, and says so in a note), so there a task without data at hand is
-    not an error unless --data-dir named the data.
+    A REQUIRED recipe (static INT8) cannot do without it. An OPTIONAL one (ort-mobile's dynamic
+    recipe) can: it then neither smooths nor keeps a MatMul fp32 and says so in a note, so there
+    a task without data at hand is not an error unless --data-dir named the data.
     """
-    if not target.wants_calibration(options.quantization, options.recipe):
+    need = target.calibration(options.quantization, options.recipe)
+    if need is Calibration.NONE:
         return []
-    static = options.quantization is QuantizationMode.STATIC
+    required = need is Calibration.REQUIRED
     if task is None:
-        if not static:
+        if not required:
             return []
         raise UsageError(
             "static INT8 needs calibration sentences: pass --task (e.g. sst2) and --data-dir "
@@ -279,7 +286,7 @@ def calibration_examples(
     try:
         examples = load_examples(task, "train", options.data_dir)
     except DataError:
-        if static or options.data_dir is not None:
+        if required or options.data_dir is not None:
             raise
         return []
     return sample_examples(examples, options.calibration_samples, seed=CALIBRATION_SEED)

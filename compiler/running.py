@@ -1,4 +1,4 @@
-"""`bertc run`: label text with an artifact through `bertc.targets.runtime_app` alone.
+"""`bertc run`: label text with an artifact through `bertc.targets.loader` alone.
 
 Nothing here imports torch or transformers, so `bertc run` starts as fast as the runtime does.
 """
@@ -41,7 +41,7 @@ def run_artifact(
     artifact: Path, texts: list[str], pairs: list[str] | None, threads: int | None, as_json: bool
 ) -> Iterator[str]:
     """One output line per example: `label<TAB>score` or a JSON object."""
-    from bertc.targets.runtime_app import ArtifactLoadError, load
+    from bertc.targets.loader import ArtifactLoadError, load
 
     check_integrity(artifact, read_manifest(artifact))
     try:

@@ -1,7 +1,7 @@
 """Any bertc artifact with its tokenizer inside, through the vendorable loader.
 
-Copy `targets/runtime_app.py` into your app as `bertc_runtime.py` (it needs numpy and one
-runtime's two packages), or use it from an installed bertc as `bertc.targets.runtime_app`.
+Copy `targets/loader.py` into your app as `bertc_runtime.py` (it needs numpy and one
+runtime's two packages), or use it from an installed bertc as `bertc.targets.loader`.
 
     python examples/classify.py ARTIFACT "first text" ["second text, for a pair task"]
 """
@@ -11,7 +11,7 @@ import sys
 try:
     import bertc_runtime
 except ImportError:
-    from bertc.targets import runtime_app as bertc_runtime
+    from bertc.targets import loader as bertc_runtime
 
 model = bertc_runtime.load(sys.argv[1], threads=2)
 pairs = [sys.argv[3]] if len(sys.argv) > 3 else None

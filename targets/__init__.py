@@ -1,6 +1,6 @@
 """Runtime targets behind one interface and one registry.
 
-Names are resolved lazily (PEP 562) so that `bertc.targets.runtime_app`, which an app imports
+Names are resolved lazily (PEP 562) so that `bertc.targets.loader`, which an app imports
 with only a runtime installed, does not pull in the compiler (torch, onnx, nncf) through here.
 """
 

@@ -13,6 +13,7 @@ import numpy as np
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import TokenizerConversionError, UsageError
 from bertc.compiler.core.graph import InGraphTokenizer, OnnxGraph
+from bertc.compiler.core.recipes import Calibration, RecipeRegistry
 from bertc.compiler.core.sparsity import Int8WeightZeros
 from bertc.compiler.core.summary import QuantizationSummary
 
@@ -78,23 +79,30 @@ class Target(ABC):
         "(tests/test_compile.py::test_compile_is_deterministic)"
     )
 
+    # The (mode, recipe) pairs this target offers (targets/ort/recipes.py, targets/ov/recipes.py).
+    recipes: ClassVar[RecipeRegistry]
+
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         """Quantize as requested and write the runtime's model files into `out_dir`."""
 
-    def wants_calibration(self, mode: QuantizationMode, recipe: Recipe) -> bool:
-        """Whether `build` reads calibration sentences for this mode (static INT8 does)."""
-        return mode is QuantizationMode.STATIC
+    def calibration(self, mode: QuantizationMode, recipe: Recipe) -> Calibration:
+        """What `build` does with calibration sentences for this (mode, recipe); UsageError for a
+        pair the target does not offer."""
+        return self.recipes.get(mode, recipe).calibration
 
     def tokenizer_graph(self, request: TokenizerRequest) -> InGraphTokenizer:
         """The tokenizer graph `build` would put into the artifact, alone, for the parity gate."""
         raise TokenizerConversionError(f"the {self.name} target cannot put a tokenizer in a graph")
 
-    @abstractmethod
     def load(
         self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
     ) -> Runner:
-        """Load the artifact with the stock runtime alone."""
+        """The ids-in artifact on its stock runtime, through the one loader apps use
+        (`bertc.targets.loader`); `threads` is the runtime's intra-op thread count."""
+        from bertc.targets.loader import IdsModel, backend_for
+
+        return IdsModel(backend_for(Path(artifact_dir), dict(manifest), threads))
 
 
 def register_target(name: str) -> Callable[[type[Target]], type[Target]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,12 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
-from bertc.targets.ort.quantize import quantize_onnx_runtime
-from bertc.targets.ort.session import OrtRunner, onnxruntime_version
+from bertc.targets.ort import recipes
+from bertc.targets.ort.quantize import quantize_or_copy
+from bertc.targets.ort.session import onnxruntime_version
 from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
     attach_tokenizer,
-    drop_unused_extension_domains,
     standalone_tokenizer,
 )
 
@@ -33,28 +32,18 @@ MODEL_FILE_NAMES = {
 }
 
 
-def quantized_onnx(graph: OnnxGraph, request: BuildRequest, path: Path):
-    """The graph quantized as requested (or copied as fp32), and its quantization summary."""
-    if request.mode is QuantizationMode.NONE:
-        shutil.copyfile(graph.path, path)
-        return OnnxGraph(
-            path, graph.input_names, graph.output_names, graph.opset, graph.parity
-        ), None
-    quantized, summary = quantize_onnx_runtime(
-        graph, path, request.mode, request.calibration_inputs, request.work_dir, request.recipe
-    )
-    drop_unused_extension_domains(quantized.path)
-    return quantized, summary
-
-
 @register_target("onnx")
 class OnnxTarget(Target):
     description = "plain ONNX (QDQ INT8) for any ONNX runtime"
+    recipes = recipes.PORTABLE
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         name = MODEL_FILE_NAMES[request.mode]
         path = out_dir / name if request.tokenizer is None else request.work_dir / name
-        quantized, summary = quantized_onnx(graph, request, path)
+        recipe = self.recipes.get(request.mode, request.recipe)
+        quantized, summary = quantize_or_copy(
+            graph, path, recipe, request.calibration_inputs, request.work_dir
+        )
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
         runtime: dict[str, Any] = {
             "name": "onnxruntime",
@@ -82,8 +71,3 @@ class OnnxTarget(Target):
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
         return standalone_tokenizer(request)
-
-    def load(
-        self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
-    ) -> OrtRunner:
-        return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)

@@ -16,16 +16,12 @@ CPU plugin its fused attention path on short inputs (openvino #15831, #19982); o
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
-from bertc.compiler.core.errors import QuantizationError, TargetBuildError
+from bertc.compiler.core.enums import TokenizerMode
+from bertc.compiler.core.errors import TargetBuildError
 from bertc.compiler.core.graph import OnnxGraph
-from bertc.compiler.core.summary import FP32_REASONS, QuantizationSummary
 from bertc.targets.base import (
     BuildRequest,
     Target,
@@ -33,6 +29,10 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
+from bertc.targets.ov import recipes
+from bertc.targets.ov.quantize import quantize_with_nncf, summarise_openvino
+from bertc.targets.ov.recipes import INFERENCE_PRECISION
+from bertc.targets.ov.shapes import static_shape_policy
 from bertc.targets.ov.sparsity import openvino_int8_weight_zeros
 from bertc.targets.ov.tokenizer import (
     TEXT_INPUTS,
@@ -43,160 +43,15 @@ from bertc.targets.ov.tokenizer import (
     fuse_tokenizer,
     openvino_tokenizers_version,
 )
-from bertc.targets.runtime_app import StaticShapeBuckets
 
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
-INFERENCE_PRECISION = "f32"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION}
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
-_OV_TO_ONNX_TYPES = {
-    "MVN": "LayerNormalization",
-    "SoftMax": "Softmax",
-    "Gelu": "Gelu",
-    "Add": "Add",
-    "MatMul": "MatMul",
-    "Gather": "Gather",
-    "Tanh": "Tanh",
-    "Divide": "Div",
-    "Multiply": "Mul",
-}
-_COMPUTE_TYPES = ("MatMul", "Gather", "MVN", "SoftMax", "Gelu", "Tanh")
-SMALLEST_BUCKET = 16
-
-
-def sequence_buckets(max_sequence_length: int) -> tuple[int, ...]:
-    """Powers of two from 16 up to the artifact's maximum length, which is always the last.
-
-    Few buckets on purpose: on MiniLM-L6 SST-2 ten finer buckets were slower than four (1.70 vs
-    1.57 ms), the padding costs less than the extra compiled models.
-    """
-    buckets = []
-    size = SMALLEST_BUCKET
-    while size < max_sequence_length:
-        buckets.append(size)
-        size *= 2
-    return (*buckets, max_sequence_length)
-
-
-def static_shape_policy(
-    max_sequence_length: int, split_at: list[str] | None = None
-) -> dict[str, Any]:
-    """What the manifest tells an app about running single inputs on static shapes.
-
-    A fused IR takes strings, which cannot be padded: `split_at` names the token-id tensors where
-    the runtime cuts it (`runtime_app.split_fused_model`) to run the encoder part on the buckets.
-    """
-    policy: dict[str, Any] = {
-        "batch": 1,
-        "sequence_buckets": list(sequence_buckets(max_sequence_length)),
-        "padding": "right-pad every input to the smallest bucket that fits, attention_mask 0 "
-        "on the padding; cut outputs with a sequence axis back to the real length",
-    }
-    if split_at:
-        policy["split_at"] = list(split_at)
-        policy["split"] = (
-            "cut the fused IR at these tensors: the part before takes strings and returns token "
-            "ids, the part after takes them like an ids-in model (bertc's runtime_app does this)"
-        )
-    return policy
-
-
-def quantize_with_nncf(model, request: BuildRequest):
-    """The NNCF-compressed OpenVINO model for the requested mode."""
-    import nncf
-
-    try:
-        if request.mode is QuantizationMode.STATIC:
-            if not request.calibration_inputs:
-                raise QuantizationError("static quantization needs calibration samples")
-            samples = [dict(sample) for sample in request.calibration_inputs]
-            if request.recipe is Recipe.LIBRARY_DEFAULTS:
-                return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
-            return nncf.quantize(
-                model,
-                nncf.Dataset(samples),
-                model_type=nncf.ModelType.TRANSFORMER,
-                subset_size=len(samples),
-            )
-        if request.mode is QuantizationMode.DYNAMIC:
-            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-        return model
-    except QuantizationError:
-        raise
-    except Exception as error:  # NNCF raises many internal types; name the stage
-        raise QuantizationError(f"NNCF quantization failed: {error}") from error
-
-
-def classify_openvino_ops(model) -> tuple[dict[str, int], dict[str, int]]:
-    """INT8 ops read a FakeQuantize output or an int8/uint8 constant (via Convert)."""
-    int8: Counter[str] = Counter()
-    floating: Counter[str] = Counter()
-    for op in model.get_ordered_ops():
-        kind = op.get_type_name()
-        if kind not in _COMPUTE_TYPES:
-            continue
-        if any(
-            _reads_int8(op.input_value(index).get_node()) for index in range(op.get_input_size())
-        ):
-            int8[kind] += 1
-        else:
-            floating[kind] += 1
-    return dict(sorted(int8.items())), dict(sorted(floating.items()))
-
-
-def _reads_int8(node, depth: int = 0) -> bool:
-    """Walk back through the dequantization chain (Convert, Subtract, Multiply, Reshape)."""
-    kind = node.get_type_name()
-    if kind == "FakeQuantize":
-        return True
-    if kind == "Constant":
-        return node.get_element_type().get_type_name() in ("i8", "u8")
-    if kind in ("Convert", "Subtract", "Multiply", "Reshape", "Transpose") and depth < 4:
-        return any(
-            _reads_int8(node.input_value(i).get_node(), depth + 1)
-            for i in range(node.get_input_size())
-        )
-    return False
-
-
-def summarise_openvino(model, request: BuildRequest) -> QuantizationSummary:
-    import nncf
-
-    int8_ops, fp_ops = classify_openvino_ops(model)
-    reasons = {
-        kind: FP32_REASONS[_OV_TO_ONNX_TYPES[kind]]
-        for kind in fp_ops
-        if _OV_TO_ONNX_TYPES.get(kind) in FP32_REASONS
-    }
-    static = request.mode is QuantizationMode.STATIC
-    defaults = request.recipe is Recipe.LIBRARY_DEFAULTS
-    if static and defaults:
-        settings: dict[str, Any] = {"api": "nncf.quantize", "model_type": "none (NNCF default)"}
-    elif static:
-        settings = {
-            "api": "nncf.quantize",
-            "model_type": "TRANSFORMER",
-            "preset": "MIXED (default for transformers)",
-        }
-    else:
-        settings = {"api": "nncf.compress_weights", "mode": "INT8_ASYM"}
-    settings["inference_precision_hint"] = INFERENCE_PRECISION
-    return QuantizationSummary(
-        mode=request.mode.value,
-        recipe=request.recipe.value,
-        tool=f"nncf {nncf.__version__}",
-        calibration_samples=len(request.calibration_inputs) if static else 0,
-        int8_ops=int8_ops,
-        fp32_ops=fp_ops,
-        fp32_reasons=reasons,
-        settings=settings,
-    )
-
-
 @register_target("openvino")
 class OpenVinoTarget(Target):
     description = "OpenVINO IR (.xml/.bin) for the CPU plugin, INT8 by NNCF"
+    recipes = recipes.RECIPES
     reproducibility = (
         "identical model files when compiled in a fresh process; a second compile in the same "
         "Python process renames nodes in model.xml (OpenVINO's per-process counter), model.bin "
@@ -210,9 +65,14 @@ class OpenVinoTarget(Target):
             model = openvino.convert_model(str(graph.path))
         except Exception as error:
             raise TargetBuildError(f"OpenVINO could not convert the ONNX graph: {error}") from error
-        compressed = quantize_with_nncf(model, request)
-        quantized = request.mode is not QuantizationMode.NONE
-        summary = summarise_openvino(compressed, request) if quantized else None
+        recipe = self.recipes.get(request.mode, request.recipe)
+        compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
+        quantized = recipe.quantizes
+        summary = (
+            summarise_openvino(compressed, recipe, request.calibration_inputs)
+            if quantized
+            else None
+        )
         zeros = openvino_int8_weight_zeros(graph.path, compressed) if quantized else None
         runtime = {
             "name": "openvino",
@@ -272,48 +132,3 @@ class OpenVinoTarget(Target):
         openvino.save_model(tokenizer, str(out_dir / TOKENIZER_XML))
         section["model"] = TOKENIZER_XML
         return model, section, (TOKENIZER_XML, TOKENIZER_BIN)
-
-    def load(self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None):
-        runtime = manifest["runtime"]
-        buckets = runtime.get("static_shapes", {}).get("sequence_buckets", ())
-        return OpenVinoRunner(
-            artifact_dir / runtime["model"], runtime.get("compile_config", {}), threads, buckets
-        )
-
-
-class OpenVinoRunner:
-    """`openvino.Core().read_model` + `compile_model` for CPU with the manifest's compile config.
-
-    Batches run on the dynamic model; a single input runs on a static [1, bucket] copy compiled
-    the first time its bucket is used.
-    """
-
-    def __init__(
-        self,
-        model_path: Path,
-        compile_config: Mapping[str, Any],
-        threads: int | None = None,
-        sequence_buckets: Sequence[int] = (),
-    ) -> None:
-        import openvino
-
-        core = openvino.Core()
-        config = dict(compile_config)
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        model = core.read_model(str(model_path))
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.input_names = tuple(port.get_any_name() for port in self.compiled.inputs)
-        self.output_names = tuple(port.get_any_name() for port in self.compiled.outputs)
-        self.request = self.compiled.create_infer_request()
-        self.static = StaticShapeBuckets(core, model, config, list(sequence_buckets))
-
-    def run(self, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        feed = {name: inputs[name] for name in self.input_names}
-        outputs = self.static.run(feed)
-        return self.run_dynamic(feed) if outputs is None else outputs
-
-    def run_dynamic(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """The dynamic-shape model, whatever the input's shape."""
-        results = self.request.infer(feed)
-        return [np.asarray(results[port]) for port in self.compiled.outputs]

@@ -10,9 +10,9 @@ mobile package, 1.18) and each MatMul with 16-bit activations into MatMulNBits (
 The operator config names every op the model needs, and the manifest repeats it.
 
 `--quantization dynamic` takes the faster path ONNX Runtime's CPU kernels offer: the transformer
-optimizer's attention fusion (compiler/ort_fusion.py), SmoothQuant-style scale migration of the
-FFN projections' inputs (compiler/smoothing.py), dynamic per-channel INT8 with the strength and
-any fp32 MatMul chosen on the calibration sentences (compiler/quantize.py), and the
+optimizer's attention fusion (targets/ort/fusion.py), SmoothQuant-style scale migration of the
+FFN projections' inputs (targets/ort/smoothing.py), dynamic per-channel INT8 with the strength
+and any fp32 MatMul chosen on the calibration sentences (targets/ort/quantize.py), and the
 DynamicQuantizeMatMul fusions on at conversion. Its graph is com.microsoft contrib ops
 (QAttention, DynamicQuantizeMatMul) that only ONNX Runtime's CPU execution provider runs; the
 static default stays standard QDQ ONNX, the form mobile execution providers (NNAPI, XNNPACK,
@@ -21,18 +21,12 @@ QNN) take.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
-from bertc.compiler.core.errors import TargetBuildError
+from bertc.compiler.core.enums import QuantizationMode, TokenizerMode
 from bertc.compiler.core.graph import OnnxGraph
 from bertc.compiler.core.sparsity import onnx_int8_weight_zeros
-from bertc.compiler.core.summary import QuantizationSummary
 from bertc.targets.base import (
     BuildRequest,
     Target,
@@ -40,10 +34,20 @@ from bertc.targets.base import (
     TokenizerRequest,
     register_target,
 )
-from bertc.targets.onnx import quantized_onnx
-from bertc.targets.ort.fusion import FusionReport, fuse_transformer
-from bertc.targets.ort.quantize import quantize_fused_dynamic
-from bertc.targets.ort.session import OrtRunner, onnxruntime_version
+from bertc.targets.ort import recipes
+from bertc.targets.ort.fusion import FusionReport
+from bertc.targets.ort.mobile import (
+    BATCH_ONE_NOTE,
+    CONTRIB_OP_FUSIONS,
+    FUSED_DYNAMIC_DISABLED,
+    OPERATOR_CONFIG_FILE,
+    ORT_MODEL_FILE,
+    UNCALIBRATED_DYNAMIC_NOTE,
+    convert_to_ort_format,
+    fused_dynamic_onnx,
+)
+from bertc.targets.ort.quantize import quantize_or_copy
+from bertc.targets.ort.session import onnxruntime_version
 from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
     attach_tokenizer,
@@ -51,134 +55,11 @@ from bertc.targets.ort.tokenizer import (
     standalone_tokenizer,
 )
 
-ORT_MODEL_FILE = "model.ort"
-OPERATOR_CONFIG_FILE = "required_operators.config"
-# Level-2 fusions whose products are com.microsoft contrib ops (onnxruntime 1.32 names).
-CONTRIB_OP_FUSIONS = (
-    "BiasGeluFusion",
-    "GeluFusionL1",
-    "GeluFusionL2",
-    "FastGeluFusion",
-    "SkipLayerNormFusion",
-    "MatMulScaleFusion",
-    "GemmActivationFusion",
-    "AttentionFusion",
-    "EmbedLayerNormFusion",
-    "BiasSoftmaxFusion",
-    "QuickGeluFusion",
-    "MatMulIntegerToFloatFusion",
-    "DynamicQuantizeMatMulFusion",
-)
-# What the fused dynamic recipe's graph runs as: its INT8 MatMuls fused, everything else as above.
-DYNAMIC_INT8_FUSIONS = ("MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion")
-FUSED_DYNAMIC_DISABLED = tuple(
-    name for name in CONTRIB_OP_FUSIONS if name not in DYNAMIC_INT8_FUSIONS
-)
-# Token ids for the fusion parity check when no calibration sentences were given: low ids exist
-# in every BERT vocabulary, and these lengths cover short, medium and long inputs.
-SYNTHETIC_LENGTHS = (3, 17, 64)
-SYNTHETIC_SEED = 0
-# MiniLM-L6 SST-2: agreement with fp32 99.20% at batch 1, 98.39% in padded batches of 32.
-BATCH_ONE_NOTE = (
-    "dynamic INT8 takes one activation scale per call over the whole batch: run it one "
-    "sentence at a time (padded batches change the logits)"
-)
-UNCALIBRATED_DYNAMIC_NOTE = (
-    "dynamic INT8 without calibration sentences: no smoothing and no MatMul kept fp32 by "
-    "measurement (pass --task and --data-dir for both)"
-)
-PARITY_SAMPLES = 32
-
-
-def convert_to_ort_format(
-    onnx_path: Path,
-    ort_path: Path,
-    config_path: Path,
-    custom_op_library: str | None = None,
-    disabled_fusions: Sequence[str] = CONTRIB_OP_FUSIONS,
-) -> tuple[str, ...]:
-    """Write the ORT-format model and its reduced-build operator config; return the config lines.
-
-    A graph with onnxruntime-extensions ops needs their library registered to load, as the
-    converter's `--custom_op_library` does; the config then lists the `ai.onnx.contrib` ops too.
-    """
-    import onnxruntime
-    from onnxruntime.tools.ort_format_model import create_config_from_models
-
-    # Its logger is set to DEBUG when imported and logs an INFO line per config written.
-    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
-
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    options.optimized_model_filepath = str(ort_path)
-    options.add_session_config_entry("session.save_model_format", "ORT")
-    if custom_op_library:
-        options.register_custom_ops_library(custom_op_library)
-    try:
-        onnxruntime.InferenceSession(
-            str(onnx_path),
-            options,
-            providers=["CPUExecutionProvider"],
-            disabled_optimizers=list(disabled_fusions),
-        )
-        create_config_from_models([ort_path], config_path, False)
-    except Exception as error:  # onnxruntime raises its own Fail/RuntimeException types
-        raise TargetBuildError(f"ORT-format conversion failed: {error}") from error
-    # The converter writes the model's path, here a random staging directory, into a comment;
-    # name the file alone so the same input gives the same bytes.
-    text = config_path.read_text(encoding="utf-8")
-    config_path.write_text(text.replace(f"# - {ort_path}\n", f"# - {ort_path.name}\n"), "utf-8")
-    return operator_lines(config_path)
-
-
-def operator_lines(config_path: Path) -> tuple[str, ...]:
-    """`domain;opset;Op,Op` lines of a required_operators.config, without comments."""
-    lines = config_path.read_text(encoding="utf-8").splitlines()
-    return tuple(line for line in lines if line and not line.startswith("#"))
-
-
-def uses_fused_recipe(mode: QuantizationMode, recipe: Recipe) -> bool:
-    """bertc's dynamic recipe runs on the fused graph; library defaults stay on the plain one."""
-    return mode is QuantizationMode.DYNAMIC and recipe is Recipe.BERT_SAFE
-
-
-def fused_dynamic_onnx(
-    graph: OnnxGraph, request: BuildRequest, path: Path
-) -> tuple[OnnxGraph, QuantizationSummary, FusionReport]:
-    """Fuse (parity-gated), then quantize with the sensitivity-chosen fp32 MatMuls."""
-    fused, fusion = fuse_transformer(
-        graph,
-        request.work_dir / "fused.onnx",
-        fusion_parity_samples(graph, request),
-        request.num_attention_heads,
-        request.hidden_size,
-    )
-    quantized, summary = quantize_fused_dynamic(
-        fused, path, request.calibration_inputs, request.work_dir, FUSED_DYNAMIC_DISABLED
-    )
-    return quantized, summary, fusion
-
-
-def fusion_parity_samples(graph: OnnxGraph, request: BuildRequest) -> list[dict[str, np.ndarray]]:
-    """Calibration sentences when there are some, else seeded low token ids at three lengths."""
-    if request.calibration_inputs:
-        return [dict(sample) for sample in request.calibration_inputs[:PARITY_SAMPLES]]
-    rng = np.random.default_rng(SYNTHETIC_SEED)
-    samples = []
-    for length in SYNTHETIC_LENGTHS:
-        ids = rng.integers(0, 100, size=(1, length), dtype=np.int64)
-        feeds = {
-            "input_ids": ids,
-            "attention_mask": np.ones_like(ids),
-            "token_type_ids": np.zeros_like(ids),
-        }
-        samples.append({name: feeds[name] for name in graph.input_names})
-    return samples
-
 
 @register_target("ort-mobile")
 class OrtMobileTarget(Target):
     description = "ONNX Runtime Mobile: ORT format + reduced-build operator config"
+    recipes = recipes.MOBILE
     reproducibility = (
         "model.ort is not byte-identical across builds: onnxruntime 1.32 writes one table of the "
         "ORT format in hash-map order; the graph, initializers, opsets and operator config are "
@@ -187,12 +68,22 @@ class OrtMobileTarget(Target):
 
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:
         destination = request.work_dir / "mobile-input.onnx"
-        fused_recipe = uses_fused_recipe(request.mode, request.recipe)
+        recipe = self.recipes.get(request.mode, request.recipe)
+        fused_recipe = recipe.fused
         fusion: FusionReport | None = None
         if fused_recipe:
-            quantized, summary, fusion = fused_dynamic_onnx(graph, request, destination)
+            quantized, summary, fusion = fused_dynamic_onnx(
+                graph,
+                destination,
+                recipe,
+                request.calibration_inputs,
+                request.work_dir,
+                (request.num_attention_heads, request.hidden_size),
+            )
         else:
-            quantized, summary = quantized_onnx(graph, request, destination)
+            quantized, summary = quantize_or_copy(
+                graph, destination, recipe, request.calibration_inputs, request.work_dir
+            )
         # Counted in the quantized ONNX: the ORT format keeps the same initializers, re-laid out.
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
         model_path, section, extra, library = quantized.path, None, (), None
@@ -256,14 +147,5 @@ class OrtMobileTarget(Target):
             tokenizer=section,
         )
 
-    def wants_calibration(self, mode: QuantizationMode, recipe: Recipe) -> bool:
-        """The dynamic recipe measures on calibration sentences which MatMuls stay fp32."""
-        return super().wants_calibration(mode, recipe) or uses_fused_recipe(mode, recipe)
-
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:
         return standalone_tokenizer(request)
-
-    def load(
-        self, artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None = None
-    ) -> OrtRunner:
-        return OrtRunner(artifact_dir / manifest["runtime"]["model"], threads)

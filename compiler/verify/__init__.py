@@ -377,7 +377,7 @@ def load_tokenizer(artifact_dir: Path, manifest: Mapping[str, Any]) -> Any:
 
 def takes_strings(manifest: Mapping[str, Any]) -> bool:
     """Whether the artifact carries its tokenizer (fused or separate) and so takes text."""
-    from bertc.targets.runtime_app import TEXT_MODES
+    from bertc.targets.loader import TEXT_MODES
 
     return (manifest.get("tokenizer") or {}).get("mode") in TEXT_MODES
 
@@ -403,7 +403,7 @@ def _texts(examples: Sequence[Example]) -> dict[str, Any]:
 
 
 class TextRunner:
-    """`runtime_app.TextModel` behind the Runner shape: `run({"texts", "text_pairs"})`."""
+    """`loader.TextModel` behind the Runner shape: `run({"texts", "text_pairs"})`."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -417,7 +417,7 @@ class TextRunner:
 def load_runner(artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None) -> Any:
     """The artifact loaded by its own target; a runtime's failure becomes one ArtifactError line."""
     from bertc.targets import get_target
-    from bertc.targets.runtime_app import load
+    from bertc.targets.loader import load
 
     target = get_target(manifest["target"])
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-from bertc.compiler.core.enums import QuantizationMode, Recipe
+from bertc.compiler.core.enums import QuantizationMode
 from bertc.compiler.core.errors import QuantizationError
 from bertc.compiler.core.graph import OnnxGraph
 from bertc.compiler.core.summary import (
@@ -24,6 +24,7 @@ from bertc.compiler.core.summary import (
     QuantizationSummary,
     tool_version,
 )
+from bertc.targets.ort.recipes import OrtRecipe
 
 
 class InputsReader:
@@ -120,19 +121,20 @@ def preprocess_for_quantization(graph: OnnxGraph, path: Path) -> OnnxGraph:
 def quantize_onnx_runtime(
     graph: OnnxGraph,
     path: Path,
-    mode: QuantizationMode,
+    recipe: OrtRecipe,
     calibration_inputs: Sequence[Mapping[str, np.ndarray]],
     work_dir: Path,
-    recipe: Recipe = Recipe.BERT_SAFE,
 ) -> tuple[OnnxGraph, QuantizationSummary]:
-    """bertc's BERT-safe recipe with `onnxruntime.quantization`: QDQ, per-channel int8 weights,
-    uint8 activations (the u8s8 kernels are ORT's fast path on x86 and ARM), MatMuls with constant
-    weights and the word-embedding table in INT8, everything listed in FP32_REASONS in fp32.
+    """Quantize `graph` into `path` with `onnxruntime.quantization` as `recipe` says
+    (targets/ort/recipes.py), and read back what ran in INT8.
 
-    Two documented options make it accurate on MiniLM-L6 SST-2 (agreement with fp32 97.3% →
-    99.5%): MatMul outputs are not quantized (they feed the bias and the residual stream, where
-    BERT's outlier channels live), and the FFN output projections read 16-bit activations
-    (`TensorQuantOverrides`; weights stay int8, so the bytes do not change).
+    bertc's static recipe is QDQ, per-channel int8 weights, uint8 activations (the u8s8 kernels
+    are ORT's fast path on x86 and ARM), MatMuls with constant weights and the word-embedding
+    table in INT8, everything listed in FP32_REASONS in fp32. Two documented options make it
+    accurate on MiniLM-L6 SST-2 (agreement with fp32 97.3% → 99.5%): MatMul outputs are not
+    quantized (they feed the bias and the residual stream, where BERT's outlier channels live),
+    and the FFN output projections read 16-bit activations (`TensorQuantOverrides`; weights stay
+    int8, so the bytes do not change). Raises QuantizationError naming the failed stage.
     """
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -144,41 +146,36 @@ def quantize_onnx_runtime(
 
     prepared = preprocess_for_quantization(graph, work_dir / "prepared.onnx")
     model = onnx.load(str(prepared.path))
-    exclude = _nodes_to_exclude(model)
+    static = recipe.mode is QuantizationMode.STATIC
+    exclude = [] if recipe.library_defaults else _nodes_to_exclude(model)
+    settings = recipe.record()
     common: dict[str, Any] = dict(
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Gather"],
+        per_channel=recipe.per_channel,
+        weight_type=QuantType[recipe.weight_type],
+        op_types_to_quantize=list(recipe.op_types_to_quantize),
         nodes_to_exclude=exclude,
     )
     try:
-        if mode is QuantizationMode.STATIC and not calibration_inputs:
+        if static and not calibration_inputs:
             raise QuantizationError("static quantization needs calibration samples")
-        if recipe is Recipe.LIBRARY_DEFAULTS:
-            settings = {"api": f"quantize_{mode.value} with onnxruntime's defaults"}
-            exclude = []
-            if mode is QuantizationMode.STATIC:
-                quantize_static(str(prepared.path), str(path), InputsReader(calibration_inputs))
-            else:
-                quantize_dynamic(str(prepared.path), str(path))
-        elif mode is QuantizationMode.STATIC:
-            wide = ffn_output_activations(model)
-            settings = dict(
-                format="QDQ",
-                activation_type="QUInt8",
-                calibrate_method="MinMax",
-                matmul_outputs="not quantized",
-                sixteen_bit_activations=len(wide),
-            )
+        if recipe.library_defaults and static:
+            quantize_static(str(prepared.path), str(path), InputsReader(calibration_inputs))
+        elif recipe.library_defaults:
+            quantize_dynamic(str(prepared.path), str(path))
+        elif static:
+            wide = ffn_output_activations(model) if recipe.sixteen_bit_ffn_outputs else []
+            settings["sixteen_bit_activations"] = len(wide)
             quantize_static(
                 str(prepared.path),
                 str(path),
                 InputsReader(calibration_inputs),
-                quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
-                calibrate_method=CalibrationMethod.MinMax,
+                quant_format=QuantFormat[recipe.quant_format],
+                activation_type=QuantType[recipe.activation_type],
+                calibrate_method=CalibrationMethod[recipe.calibrate_method],
                 extra_options={
-                    "OpTypesToExcludeOutputQuantization": ["MatMul"],
+                    "OpTypesToExcludeOutputQuantization": (
+                        [] if recipe.matmul_outputs_quantized else ["MatMul"]
+                    ),
                     "TensorQuantOverrides": {
                         tensor: [{"quant_type": QuantType.QUInt16}] for tensor in wide
                     },
@@ -186,7 +183,6 @@ def quantize_onnx_runtime(
                 **common,
             )
         else:
-            settings = dict(format="QOperator (dynamic)", activation_type="QUInt8 at run time")
             quantize_dynamic(
                 str(prepared.path), str(path), extra_options={"MatMulConstBOnly": True}, **common
             )
@@ -194,14 +190,14 @@ def quantize_onnx_runtime(
         raise
     except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
         raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
-    if recipe is Recipe.BERT_SAFE:
-        settings.update(per_channel=True, weight_type="QInt8", excluded_nodes=len(exclude))
+    if not recipe.library_defaults:
+        settings["excluded_nodes"] = len(exclude)
     summary = summarise_onnx(
         onnx.load(str(path)),
-        mode=mode.value,
-        recipe=recipe.value,
+        mode=recipe.mode.value,
+        recipe=recipe.recipe.value,
         tool=tool_version("onnxruntime"),
-        calibration_samples=len(calibration_inputs) if mode is QuantizationMode.STATIC else 0,
+        calibration_samples=len(calibration_inputs) if static else 0,
         settings=settings,
     )
     quantized = OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
@@ -284,14 +280,15 @@ class CalibratedChoice:
 def quantize_fused_dynamic(
     fused: OnnxGraph,
     path: Path,
+    recipe: OrtRecipe,
     calibration_inputs: Sequence[Mapping[str, np.ndarray]],
     work_dir: Path,
     disabled_fusions: Sequence[str] = (),
 ) -> tuple[OnnxGraph, QuantizationSummary]:
-    """bertc's dynamic recipe for ONNX Runtime's fused transformer graph (compiler/ort_fusion.py):
-    per-channel int8 weights for every MatMul (pooler and classifier included: they read one row,
-    so their cost is the weights' bytes), Attention (as QAttention) and the word and position
-    embeddings, activations quantized per call.
+    """bertc's dynamic recipe (`recipes.MOBILE`'s dynamic entry) for ONNX Runtime's fused
+    transformer graph (targets/ort/fusion.py): per-channel int8 weights for every MatMul (pooler
+    and classifier included: they read one row, so their cost is the weights' bytes), Attention
+    (as QAttention) and the word and position embeddings, activations quantized per call.
 
     Per-tensor activation scales cannot hold LayerNorm and GELU outputs with outlier channels
     (MiniLM-L6 layer 0's GELU: one channel at 24.2 against a median of 1.6); unsmoothed, all-INT8
@@ -305,18 +302,26 @@ def quantize_fused_dynamic(
     try:
         if calibration_inputs:
             choice = choose_with_calibration(
-                fused.path, candidates, exclude, calibration_inputs, work_dir, disabled_fusions
+                fused.path,
+                recipe,
+                candidates,
+                exclude,
+                calibration_inputs,
+                work_dir,
+                disabled_fusions,
             )
         else:
             choice = CalibratedChoice(fused.path, None, (), {}, (), {})
-        _quantize_dynamic_graph(choice.source, path, [*exclude, *choice.fp32_matmuls])
+        _quantize_dynamic_graph(recipe, choice.source, path, [*exclude, *choice.fp32_matmuls])
     except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
         raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
-    settings = _fused_dynamic_settings(choice, exclude, candidates, bool(calibration_inputs))
+    settings = _fused_dynamic_settings(
+        recipe, choice, exclude, candidates, bool(calibration_inputs)
+    )
     summary = summarise_onnx(
         onnx.load(str(path)),
-        mode=QuantizationMode.DYNAMIC.value,
-        recipe=Recipe.BERT_SAFE.value,
+        mode=recipe.mode.value,
+        recipe=recipe.recipe.value,
         tool=tool_version("onnxruntime"),
         calibration_samples=len(calibration_inputs),
         settings=settings,
@@ -328,6 +333,7 @@ def quantize_fused_dynamic(
 
 def choose_with_calibration(
     fused_path: Path,
+    recipe: OrtRecipe,
     candidates: Sequence[str],
     exclude: Sequence[str],
     samples: Sequence[Mapping[str, np.ndarray]],
@@ -342,7 +348,7 @@ def choose_with_calibration(
     trial = work_dir / "calibration-trial.onnx"
 
     def output_error(source: Path, fp32_matmuls: Sequence[str]) -> float:
-        _quantize_dynamic_graph(source, trial, [*exclude, *fp32_matmuls])
+        _quantize_dynamic_graph(recipe, source, trial, [*exclude, *fp32_matmuls])
         return mean_squared_output_error(
             reference, _first_outputs(trial, samples, disabled_fusions)
         )
@@ -366,15 +372,17 @@ def choose_with_calibration(
     )
 
 
-def _quantize_dynamic_graph(source: Path, destination: Path, exclude: Sequence[str]) -> None:
+def _quantize_dynamic_graph(
+    recipe: OrtRecipe, source: Path, destination: Path, exclude: Sequence[str]
+) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(source),
         str(destination),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul", "Attention", "Gather"],
+        per_channel=recipe.per_channel,
+        weight_type=QuantType[recipe.weight_type],
+        op_types_to_quantize=list(recipe.op_types_to_quantize),
         nodes_to_exclude=list(exclude),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -385,14 +393,15 @@ def _significant(values: Mapping[str, float]) -> dict[str, float]:
 
 
 def _fused_dynamic_settings(
-    choice: CalibratedChoice, exclude: Sequence[str], candidates: Sequence[str], calibrated: bool
+    recipe: OrtRecipe,
+    choice: CalibratedChoice,
+    exclude: Sequence[str],
+    candidates: Sequence[str],
+    calibrated: bool,
 ) -> dict[str, Any]:
     not_run = "not run: no calibration sentences (pass --task and --data-dir)"
     return dict(
-        format="QOperator (dynamic) on ONNX Runtime's fused transformer graph",
-        activation_type="QUInt8 at run time",
-        per_channel=True,
-        weight_type="QInt8",
+        **recipe.record(),
         excluded_nodes=len(exclude) + len(choice.fp32_matmuls),
         smoothquant_alpha=choice.alpha,
         smoothed_matmuls=len(choice.smoothed_matmuls),
@@ -533,3 +542,25 @@ def _reads_dequantized_weight(
 def _is_float_compute(node: onnx.NodeProto) -> bool:
     """Shape-index Gathers and mask arithmetic are not compute worth reporting."""
     return not (node.op_type == "Gather" and "Shape" in node.input[0])
+
+
+def quantize_or_copy(
+    graph: OnnxGraph,
+    path: Path,
+    recipe: OrtRecipe,
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]],
+    work_dir: Path,
+) -> tuple[OnnxGraph, QuantizationSummary | None]:
+    """The graph quantized as `recipe` says (or copied as fp32), and its quantization summary."""
+    import shutil
+
+    from bertc.targets.ort.tokenizer import drop_unused_extension_domains
+
+    if not recipe.quantizes:
+        shutil.copyfile(graph.path, path)
+        return OnnxGraph(
+            path, graph.input_names, graph.output_names, graph.opset, graph.parity
+        ), None
+    quantized, summary = quantize_onnx_runtime(graph, path, recipe, calibration_inputs, work_dir)
+    drop_unused_extension_domains(quantized.path)
+    return quantized, summary

@@ -16,7 +16,7 @@ from bertc.compiler.tokenization import (
     check_tokenizer_parity,
     hard_set,
 )
-from bertc.targets import runtime_app
+from bertc.targets import loader as runtime_app
 from model_factory import read_sst2_dev
 
 SENTENCES = [
@@ -63,7 +63,12 @@ def test_fused_artifact_takes_text_and_matches_ids_in_artifact(
     expected = _ids_logits(ids_in.artifact_dir, hf_tokenizer, SENTENCES)
     np.testing.assert_allclose(fused_logits, expected, atol=1e-4)
     assert fused.manifest["tokenizer"]["mode"] == "fused"
-    assert ids_in.manifest["tokenizer"] == {"mode": "none", "inputs": "token ids"}
+    assert ids_in.manifest["tokenizer"] == {
+        "mode": "none",
+        "inputs": "token ids",
+        "pair": False,
+        "text_in": "bertc.targets.loader tokenizes with tokenizer/tokenizer.json (tokenizers)",
+    }
     predictions = model.predict(SENTENCES[:2])
     assert [p.label for p in predictions] == [
         model.labels[int(row.argmax())] for row in expected[:2]
@@ -256,9 +261,27 @@ def test_bertc_run_labels_text(compile_once, tiny_classifier, bertc_cli, tmp_pat
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
         f"error: {fused.artifact_dir} takes one text per example"
     )
-    ids_in = compile_once(tiny_classifier, "openvino")
-    refused = bertc_cli("run", ids_in.artifact_dir, "text")
-    assert refused.returncode == 11 and "--tokenizer none" in refused.stderr
+
+
+@pytest.mark.parametrize("target", ["openvino", "ort-mobile", "onnx"])
+def test_bertc_run_labels_text_on_an_ids_in_artifact(
+    compile_once, tiny_classifier, bertc_cli, target
+) -> None:
+    """An ids-in artifact tokenizes with its shipped HF tokenizer files (the `tokenizers`
+    package) and gives the label and scores of the fused artifact, which tokenizes in-graph."""
+    ids_in = compile_once(tiny_classifier, target)
+    assert ids_in.manifest["tokenizer"]["mode"] == "none"
+    fused = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.FUSED)
+    texts = ("a gorgeous movie", "the movie is tedious")
+    for text in texts:
+        done = bertc_cli("run", ids_in.artifact_dir, text, "--json")
+        assert done.returncode == 0, done.stderr
+        row = json.loads(done.stdout)
+        assert row["label"] in set(ids_in.manifest["model"]["labels"].values())
+        if target == "openvino":  # same runtime, same INT8 graph: the same numbers
+            want = json.loads(bertc_cli("run", fused.artifact_dir, text, "--json").stdout)
+            assert row["label"] == want["label"]
+            np.testing.assert_allclose(row["scores"], want["scores"], atol=1e-3)
 
 
 RUNTIME_ONLY_SCRIPT = r"""

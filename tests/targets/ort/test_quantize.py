@@ -26,6 +26,7 @@ from bertc.targets.ort.quantize import (
     mean_squared_output_error,
     quantize_onnx_runtime,
 )
+from bertc.targets.ort.recipes import PORTABLE
 from model_factory import TINY_CONFIG
 
 LAYERS = TINY_CONFIG["num_hidden_layers"]
@@ -199,7 +200,8 @@ def test_static_quantization_without_samples_is_refused(
 ) -> None:
     graph = export_onnx(load_model(str(tiny_classifier)), tmp_path / "model.onnx")
     with pytest.raises(QuantizationError, match="calibration samples"):
-        quantize_onnx_runtime(graph, tmp_path / "q.onnx", QuantizationMode.STATIC, [], tmp_path)
+        recipe = PORTABLE.get(QuantizationMode.STATIC)
+        quantize_onnx_runtime(graph, tmp_path / "q.onnx", recipe, [], tmp_path)
 
 
 def test_calibration_reader_replays_every_sample_after_rewind() -> None:

@@ -1,0 +1,515 @@
+"""The one loader of bertc artifacts, for apps, `bertc run`, `bertc verify` and the bench:
+text in, label (or embedding) out, on the artifact's runtime alone.
+
+This one file needs numpy and one runtime: `openvino` (+ `openvino-tokenizers` for an artifact
+with its tokenizer inside) or `onnxruntime` (+ `onnxruntime-extensions` for the same), and for an
+artifact that takes token ids (`--tokenizer none`) the small `tokenizers` package, which reads
+the artifact's `tokenizer/tokenizer.json`. Nothing else: no torch, no transformers, no other part
+of bertc, so an app can vendor it. `load(...)` takes text; `load_ids(...)` runs named token-id
+arrays (what `bertc verify` feeds).
+
+    import bertc_runtime          # or: from bertc.targets import loader as bertc_runtime
+    model = bertc_runtime.load("artifacts/minilm-l6-sst2-openvino")
+    print(model.predict(["a gorgeous, witty, seductive movie."])[0].label)
+
+Run as a script: `python loader.py ARTIFACT "text" ["second text"] [--json]`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST_FILE = "manifest.json"
+TEXT_MODES = ("fused", "separate")
+IDS_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _remove_script_folder_from_path() -> None:
+    """Run as `python targets/loader.py` inside the repo, the script's folder comes first on
+    sys.path and its `openvino.py` / `onnx.py` would shadow the runtimes: drop that folder."""
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
+
+
+class ArtifactLoadError(RuntimeError):
+    """The directory is not an artifact this loader can run (no tokenizer inside, bad manifest)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One example's result: the label (None for regression) and its scores."""
+
+    label: str | None
+    label_id: int | None
+    scores: list[float]  # class probabilities (softmax of the logits), or the regression score
+
+
+class TextModel:
+    """An artifact that takes text: `logits(texts, text_pairs)`, `predict(...)` for a task head,
+    `embed(texts)` and `similarity(a, b)` for a sentence encoder.
+
+    `tokenizer` says which tokenizer runs: the one in the graph ("in-graph (fused)", "in-graph
+    (separate)") or, for an ids-in artifact, the HF tokenizer files shipped in `tokenizer/`
+    through the `tokenizers` package.
+    """
+
+    def __init__(self, artifact_dir: Path, manifest: dict[str, Any], backend: Any) -> None:
+        self.artifact_dir = artifact_dir
+        self.manifest = manifest
+        self.backend = backend
+        model = manifest["model"]
+        self.head = model["head"]
+        self.labels = {int(key): value for key, value in (model.get("labels") or {}).items()}
+        self.tokenizer = backend.tokenizer_name
+        self.pair = backend.pair
+        # What the verify code looks at: ORT's session (OpenVINO's compiled model: `compiled`).
+        self.session = getattr(backend, "session", None)
+
+    @property
+    def compiled(self) -> Any:
+        """OpenVINO's whole compiled IR (compiled when first asked for), None on ONNX Runtime."""
+        return getattr(self.backend, "compiled", None)
+
+    def outputs(self, texts: list[str], text_pairs: list[str] | None = None) -> list[np.ndarray]:
+        """Every output of the model for each example (first axis: the examples)."""
+        texts = [str(text) for text in texts]
+        if self.pair and text_pairs is None:
+            raise ValueError("this artifact classifies sentence pairs: pass text_pairs too")
+        if not self.pair and text_pairs is not None:
+            raise ValueError("this artifact takes single sentences, not pairs")
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
+        pairs = None if text_pairs is None else [str(text) for text in text_pairs]
+        return [np.asarray(output) for output in self.backend.run(texts, pairs)]
+
+    def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
+        """The model's first output for each example, shape [len(texts), outputs]."""
+        if not texts:
+            return np.zeros((0, max(len(self.labels), 1)), dtype=np.float32)
+        output = self.outputs(texts, text_pairs)[0]
+        return output.reshape(len(texts), -1) if self.head != "encoder" else output
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """A sentence encoder's embeddings, shape [len(texts), hidden]: the mean of the last
+        hidden state over real tokens (the manifest's `model.sentence_embedding`)."""
+        if self.head != "encoder":
+            raise ValueError(f"a {self.head} artifact gives labels, not embeddings: use predict()")
+        names = list(self.manifest["model"]["outputs"])
+        index = names.index("sentence_embedding") if "sentence_embedding" in names else -1
+        return self.outputs(texts)[index].reshape(len(texts), -1)
+
+    def similarity(self, text_a: str, text_b: str) -> float:
+        """Cosine similarity of two texts' sentence embeddings, in [-1, 1]."""
+        first, second = self.embed([text_a, text_b]).astype(np.float64)
+        norms = float(np.linalg.norm(first) * np.linalg.norm(second))
+        return float(first @ second / norms) if norms else 0.0
+
+    def predict(self, texts: list[str], text_pairs: list[str] | None = None) -> list[Prediction]:
+        if self.head == "encoder":
+            raise ValueError("an encoder artifact has no labels: use embed() or similarity()")
+        scores = self.logits(texts, text_pairs).astype(np.float64)
+        if self.head == "regression":
+            return [Prediction(None, None, [float(row[0])]) for row in scores]
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        results = []
+        for row in probabilities:
+            index = int(row.argmax())
+            results.append(Prediction(self.labels.get(index, str(index)), index, row.tolist()))
+        return results
+
+
+class HfTokenizer:
+    """The artifact's `tokenizer/` files through the `tokenizers` package (no torch): token ids
+    exactly as the checkpoint's fast tokenizer makes them, truncated to the artifact's length."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any]) -> None:
+        try:
+            import tokenizers
+        except ImportError as error:
+            raise ArtifactLoadError(
+                "this artifact takes token ids: `pip install tokenizers` to give it text"
+            ) from error
+        folder = directory / manifest["model"].get("tokenizer_dir", "tokenizer")
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise ArtifactLoadError(f"{path} is missing: the artifact's tokenizer cannot run")
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(path))
+        self.tokenizer.enable_truncation(int(manifest["model"]["max_sequence_length"]))
+        self.tokenizer.no_padding()
+        self.input_names = list(manifest["model"]["inputs"])
+
+    def __call__(self, text: str, pair: str | None) -> dict[str, np.ndarray]:
+        """One example as [1, length] int64 arrays named like the model's inputs."""
+        encoding = self.tokenizer.encode(text, pair)
+        arrays = {
+            "input_ids": encoding.ids,
+            "attention_mask": encoding.attention_mask,
+            "token_type_ids": encoding.type_ids,
+        }
+        return {name: np.asarray([arrays[name]], dtype=np.int64) for name in self.input_names}
+
+
+class StaticShapeBuckets:
+    """Single inputs of token ids on static [1, bucket] copies of an OpenVINO model.
+
+    Each copy is compiled the first time its bucket is used; the input is right-padded with
+    zeros (attention_mask 0 hides the padding) and outputs with a sequence axis are cut back.
+    Static shapes are faster than dynamic ones on short inputs (the CPU plugin's fused attention
+    wants them); the manifest's `runtime.static_shapes` lists the buckets.
+    """
+
+    def __init__(self, core: Any, model: Any, config: dict[str, Any], buckets: list[int]) -> None:
+        self.core, self.model, self.config = core, model, config
+        self.buckets = sorted(buckets)
+        self.compiled: dict[int, Any] = {}
+        self.sequence_outputs = [
+            port.get_partial_shape().rank.get_length() > 1
+            and port.get_partial_shape()[1].is_dynamic
+            for port in model.outputs
+        ]
+
+    def bucket_for(self, shape: tuple[int, ...]) -> int | None:
+        """The bucket for one row of token ids; None for batches, strings, or longer inputs."""
+        if len(shape) != 2 or shape[0] != 1:
+            return None
+        return next((bucket for bucket in self.buckets if bucket >= shape[1]), None)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
+        """The model's outputs for one input, or None when it has no bucket."""
+        length = next(iter(feeds.values())).shape[-1]
+        bucket = self.bucket_for(next(iter(feeds.values())).shape)
+        if bucket is None:
+            return None
+        if bucket not in self.compiled:
+            model = self.model.clone()
+            model.reshape({port.get_any_name(): [1, bucket] for port in model.inputs})
+            self.compiled[bucket] = self.core.compile_model(model, "CPU", self.config)
+        compiled = self.compiled[bucket]
+        padded = {name: np.pad(ids, ((0, 0), (0, bucket - length))) for name, ids in feeds.items()}
+        results = compiled(padded)
+        return [
+            np.asarray(results[port])[:, :length] if is_sequence else np.asarray(results[port])
+            for port, is_sequence in zip(compiled.outputs, self.sequence_outputs, strict=True)
+        ]
+
+
+def split_fused_model(model: Any, hand_over: list[str]) -> tuple[Any, Any]:
+    """A fused text-in IR cut where the tokenizer hands over token ids: (tokenizer, encoder).
+
+    The fused IR runs on dynamic shapes (its input is strings); cut in two, the encoder part can
+    run on static [1, bucket] shapes like an ids-in artifact. The tensors named in `hand_over`
+    (the manifest's `runtime.static_shapes.split_at`) are the tokenizer part's outputs and become
+    the encoder part's parameters of the same names.
+    """
+    import openvino
+
+    def named_ports(graph: Any) -> dict[str, Any]:
+        ports = {}
+        for node in graph.get_ordered_ops():
+            for port in node.outputs():
+                ports.update({name: port for name in hand_over if name in port.get_names()})
+        missing = sorted(set(hand_over) - set(ports))
+        if missing:
+            raise ArtifactLoadError(f"the fused model has no tensors named {missing}")
+        return ports
+
+    ports = named_ports(model)
+    tokenizer = openvino.Model(
+        [ports[name] for name in hand_over], model.get_sinks(), model.get_parameters(), "tokenizer"
+    )
+    encoder = model.clone()
+    parameters = []
+    for name, port in named_ports(encoder).items():
+        parameter = openvino.op.Parameter(port.get_element_type(), port.get_partial_shape())
+        parameter.output(0).get_tensor().set_names({name})
+        for target in list(port.get_target_inputs()):
+            target.replace_source_output(parameter.output(0))
+        parameters.append(parameter)
+    return tokenizer, openvino.Model(encoder.get_results(), parameters, "encoder")
+
+
+class _OpenVinoBackend:
+    """The IR on the CPU plugin: strings into the fused IR, or the tokenizer IR then the ids-in
+    IR, or (ids-in artifact) token ids from the HF tokenizer files; single inputs of ids run on
+    static [1, bucket] shapes."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        import openvino
+
+        runtime = manifest["runtime"]
+        mode = (manifest.get("tokenizer") or {}).get("mode", "none")
+        if mode in TEXT_MODES:
+            import openvino_tokenizers  # noqa: F401  (registers the tokenizer ops with OpenVINO)
+        config = dict(runtime.get("compile_config", {}))
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
+        self.core = openvino.Core()
+        self.config = config
+        self.model = self.core.read_model(str(directory / runtime["model"]))
+        self._compiled: Any = None
+        self._request: Any = None
+        static_shapes = runtime.get("static_shapes", {})
+        # The separate tokenizer IR, or the tokenizer part of a fused IR cut at its hand-over.
+        self.fused = mode == "fused"
+        self.tokenizer = None
+        self.hf_tokenizer = None
+        encoder = self.model
+        if mode == "separate":
+            path = directory / manifest["tokenizer"]["model"]
+            self.tokenizer = self.core.compile_model(str(path), "CPU")
+        elif self.fused and static_shapes.get("split_at"):
+            tokenizer, encoder = split_fused_model(self.model, static_shapes["split_at"])
+            self.tokenizer = self.core.compile_model(tokenizer, "CPU")
+        self.pair, self.tokenizer_name = _text_side(manifest, mode)
+        self.input_names = tuple(port.get_any_name() for port in encoder.inputs)
+        # The tokenizer's outputs that the encoder takes, found once rather than on every call.
+        self.hand_over = [
+            port
+            for port in (self.tokenizer.outputs if self.tokenizer is not None else [])
+            if port.get_any_name() in set(self.input_names)
+        ]
+        self.static = StaticShapeBuckets(
+            self.core, encoder, config, static_shapes.get("sequence_buckets", [])
+        )
+        if mode not in TEXT_MODES:
+            self._hf_directory, self._manifest = directory, manifest
+
+    @property
+    def compiled(self) -> Any:
+        """The whole IR on dynamic shapes, compiled on first use: a process that only labels
+        single inputs never needs it (`bertc run` on MiniLM-L6's fused IR: 1.10 -> 0.77 s and
+        317 -> 249 MB peak RSS)."""
+        if self._compiled is None:
+            self._compiled = self.core.compile_model(self.model, "CPU", self.config)
+            self._request = self._compiled.create_infer_request()
+        return self._compiled
+
+    def _whole(self, inputs: Any) -> list[np.ndarray]:
+        compiled = self.compiled
+        results = self._request.infer(inputs)
+        return [np.array(results[port]) for port in compiled.outputs]
+
+    def run_ids(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output for named int64 token-id arrays [batch, length]."""
+        feeds = {name: feeds[name] for name in self.input_names}
+        outputs = self.static.run(feeds)
+        return self._whole(feeds) if outputs is None else outputs
+
+    def run(self, texts: list[str], pairs: list[str] | None) -> list[np.ndarray]:
+        if self.tokenizer is None and not self.fused:
+            return _one_at_a_time(self, texts, pairs)
+        strings = [np.array(texts)] + ([np.array(pairs)] if pairs is not None else [])
+        if self.tokenizer is None or (self.fused and len(texts) > 1):
+            return self._whole(strings)
+        tokens = self.tokenizer(strings)
+        feeds = {port.get_any_name(): tokens[port] for port in self.hand_over}
+        outputs = self.static.run(feeds)
+        if outputs is not None:
+            return outputs
+        return self._whole(strings if self.fused else feeds)  # no bucket: dynamic shapes
+
+    def encode(self, text: str, pair: str | None) -> dict[str, np.ndarray]:
+        if self.hf_tokenizer is None:
+            self.hf_tokenizer = HfTokenizer(self._hf_directory, self._manifest)
+        return self.hf_tokenizer(text, pair)
+
+
+class _OnnxRuntimeBackend:
+    """A session (with onnxruntime-extensions' ops when the tokenizer is in the graph; the
+    BertTokenizer op takes one example a run), or token ids from the HF tokenizer files."""
+
+    def __init__(self, directory: Path, manifest: dict[str, Any], threads: int | None) -> None:
+        import onnxruntime
+
+        mode = (manifest.get("tokenizer") or {}).get("mode", "none")
+        options = onnxruntime.SessionOptions()
+        if mode in TEXT_MODES:
+            options.register_custom_ops_library(extensions_library())
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        model_path = str(directory / manifest["runtime"]["model"])
+        self.session = onnxruntime.InferenceSession(model_path, options, providers=providers)
+        self.input_names = tuple(item.name for item in self.session.get_inputs())
+        self.tokenizer = None
+        self.hf_tokenizer = None
+        self.pair, self.tokenizer_name = _text_side(manifest, mode)
+        if mode == "separate":
+            path = str(directory / manifest["tokenizer"]["model"])
+            self.tokenizer = onnxruntime.InferenceSession(path, options, providers=providers)
+        if mode in TEXT_MODES:
+            self.text_input = manifest["tokenizer"]["inputs"][0]
+        else:
+            self._hf_directory, self._manifest = directory, manifest
+
+    def run_ids(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output for named int64 token-id arrays [batch, length]."""
+        return self.session.run(None, {name: feeds[name] for name in self.input_names})
+
+    def encode(self, text: str, pair: str | None) -> dict[str, np.ndarray]:
+        """Token ids for one example: the in-graph tokenizer's, or the HF files'."""
+        if self.hf_tokenizer is None and self.tokenizer is None:
+            self.hf_tokenizer = HfTokenizer(self._hf_directory, self._manifest)
+        if self.hf_tokenizer is not None:
+            return self.hf_tokenizer(text, pair)
+        strings = np.array([text] if pair is None else [text, pair])
+        names = [output.name for output in self.tokenizer.get_outputs()]
+        tokens = dict(
+            zip(names, self.tokenizer.run(None, {self.text_input: strings}), strict=False)
+        )
+        return {name: tokens[name][np.newaxis, :] for name in self.input_names}
+
+    def run(self, texts: list[str], pairs: list[str] | None) -> list[np.ndarray]:
+        if self.tokenizer is None and self.hf_tokenizer is None and hasattr(self, "text_input"):
+            rows = []
+            for index, text in enumerate(texts):
+                pair = None if pairs is None else pairs[index]
+                strings = np.array([text] if pair is None else [text, pair])
+                rows.append(self.session.run(None, {self.text_input: strings}))
+            return [np.concatenate(column, axis=0) for column in zip(*rows, strict=True)]
+        return _one_at_a_time(self, texts, pairs)
+
+
+def _one_at_a_time(backend: Any, texts: list[str], pairs: list[str] | None) -> list[np.ndarray]:
+    """Tokenize and run each example alone at its real length (what the artifact was calibrated
+    and verified on), then stack each output along the first axis."""
+    rows = [
+        backend.run_ids(backend.encode(text, None if pairs is None else pairs[index]))
+        for index, text in enumerate(texts)
+    ]
+    return [np.concatenate(column, axis=0) for column in zip(*rows, strict=True)]
+
+
+def _text_side(manifest: dict[str, Any], mode: str) -> tuple[bool, str]:
+    """(takes pairs, which tokenizer runs) from the manifest's tokenizer section."""
+    section = manifest.get("tokenizer") or {}
+    if mode in TEXT_MODES:
+        # ONNX Runtime takes a pair in its one string input: the manifest says which it is.
+        return bool(section.get("pair", len(section["inputs"]) == 2)), f"in-graph ({mode})"
+    calibration = manifest.get("calibration") or {}
+    task = manifest.get("task") or calibration.get("task")
+    pair = bool(section.get("pair", task in PAIR_TASKS))
+    return pair, "tokenizer/tokenizer.json (tokenizers package)"
+
+
+# GLUE tasks whose examples are two texts (bertc's calibration.tasks names).
+PAIR_TASKS = ("mrpc", "rte", "qnli", "mnli", "qqp", "stsb", "wnli")
+
+
+def extensions_library() -> str:
+    """Path of onnxruntime-extensions' custom-op library, found without importing the package
+    (its __init__ imports torch and transformers when they are installed: 4.5 s, 366 MB)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    if spec is None or not spec.submodule_search_locations:
+        raise ArtifactLoadError(
+            "this artifact's tokenizer runs on onnxruntime-extensions: "
+            "`pip install onnxruntime-extensions`"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    found = sorted(folder.glob("_extensions_pydll*"))
+    if not found:
+        raise ArtifactLoadError(f"no onnxruntime-extensions library in {folder}")
+    return str(found[0])
+
+
+_BACKENDS = {"openvino": _OpenVinoBackend, "onnxruntime": _OnnxRuntimeBackend}
+
+
+def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
+    path = Path(artifact_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ArtifactLoadError(
+            f"{artifact_dir} has no {MANIFEST_FILE}: not a bertc artifact"
+        ) from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactLoadError(f"{path} is not valid JSON: {error}") from error
+
+
+def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) -> Any:
+    runtime = (manifest.get("runtime") or {}).get("name")
+    if runtime not in _BACKENDS:
+        raise ArtifactLoadError(f"{directory} is for runtime {runtime!r}, which this loader lacks")
+    return _BACKENDS[runtime](directory, manifest, threads)
+
+
+def load(artifact_dir: str | Path, threads: int | None = None) -> TextModel:
+    """The artifact ready to take strings, whatever its tokenizer mode (an ids-in artifact
+    tokenizes with its `tokenizer/` files). ArtifactLoadError when it cannot run here."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    return TextModel(directory, manifest, backend_for(directory, manifest, threads))
+
+
+def load_ids(artifact_dir: str | Path, threads: int | None = None) -> Any:
+    """The artifact's token-ids model: `.run({name: int64 [batch, length]})` → every output,
+    `.input_names`. For an ids-in artifact (`--tokenizer none`; a fused IR takes strings)."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    return IdsModel(backend_for(directory, manifest, threads))
+
+
+class IdsModel:
+    """Token ids in, every output out, in the manifest's output order."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.input_names = backend.input_names
+        self.session = getattr(backend, "session", None)
+
+    @property
+    def compiled(self) -> Any:
+        """OpenVINO's whole IR on dynamic shapes (compiled on first use); None on ORT."""
+        return getattr(self.backend, "compiled", None)
+
+    @property
+    def static(self) -> Any:
+        """OpenVINO's static-shape buckets (`StaticShapeBuckets`); None on ORT."""
+        return getattr(self.backend, "static", None)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.backend.run_ids(dict(inputs))
+
+    def run_dynamic(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """OpenVINO: the dynamic-shape IR whatever the input's shape (no bucket)."""
+        return self.backend._whole({name: inputs[name] for name in self.input_names})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python loader.py ARTIFACT TEXT [TEXT_PAIR] [--json]`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [arg for arg in args if arg != "--json"]
+    if len(args) not in (2, 3):
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    model = load(args[0])
+    if model.head == "encoder":
+        texts = args[1:]
+        if len(texts) == 2:
+            print(json.dumps({"cosine_similarity": model.similarity(*texts)}))
+        else:
+            print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
+        return 0
+    prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
+    if as_json:
+        print(json.dumps(prediction.__dict__))
+    else:
+        print(prediction.label if prediction.label is not None else prediction.scores[0])
+    return 0
+
+
+if __name__ == "__main__":
+    _remove_script_folder_from_path()
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""OpenVINO INT8 with NNCF, and the read-back of what ran in INT8 in the compressed model.
+
+Static INT8 is `nncf.quantize` with the transformer model type (SmoothQuant and fast bias
+correction on, LayerNorm/Softmax/GELU kept in floating point); dynamic INT8 is
+`nncf.compress_weights` (int8 weights; the CPU plugin quantizes activations at run time).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from bertc.compiler.core.errors import QuantizationError
+from bertc.compiler.core.recipes import Calibration
+from bertc.compiler.core.summary import FP32_REASONS, QuantizationSummary
+from bertc.targets.ov.recipes import OvRecipe
+
+# OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
+_OV_TO_ONNX_TYPES = {
+    "MVN": "LayerNormalization",
+    "SoftMax": "Softmax",
+    "Gelu": "Gelu",
+    "Add": "Add",
+    "MatMul": "MatMul",
+    "Gather": "Gather",
+    "Tanh": "Tanh",
+    "Divide": "Div",
+    "Multiply": "Mul",
+}
+_COMPUTE_TYPES = ("MatMul", "Gather", "MVN", "SoftMax", "Gelu", "Tanh")
+def quantize_with_nncf(
+    model, recipe: OvRecipe, calibration_inputs: Sequence[Mapping[str, np.ndarray]]
+):
+    """The OpenVINO model (an `openvino.Model`) compressed by NNCF as `recipe` says; the model
+    itself for an fp32 recipe. Raises QuantizationError naming the stage."""
+    import nncf
+
+    try:
+        if recipe.api == "nncf.quantize":
+            if not calibration_inputs:
+                raise QuantizationError("static quantization needs calibration samples")
+            samples = [dict(sample) for sample in calibration_inputs]
+            if recipe.model_type is None:
+                return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples))
+            return nncf.quantize(
+                model,
+                nncf.Dataset(samples),
+                model_type=nncf.ModelType[recipe.model_type],
+                subset_size=len(samples),
+            )
+        if recipe.api == "nncf.compress_weights":
+            return nncf.compress_weights(
+                model, mode=nncf.CompressWeightsMode[recipe.compress_mode]
+            )
+        return model
+    except QuantizationError:
+        raise
+    except Exception as error:  # NNCF raises many internal types; name the stage
+        raise QuantizationError(f"NNCF quantization failed: {error}") from error
+
+
+def classify_openvino_ops(model) -> tuple[dict[str, int], dict[str, int]]:
+    """INT8 ops read a FakeQuantize output or an int8/uint8 constant (via Convert)."""
+    int8: Counter[str] = Counter()
+    floating: Counter[str] = Counter()
+    for op in model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in _COMPUTE_TYPES:
+            continue
+        if any(
+            _reads_int8(op.input_value(index).get_node()) for index in range(op.get_input_size())
+        ):
+            int8[kind] += 1
+        else:
+            floating[kind] += 1
+    return dict(sorted(int8.items())), dict(sorted(floating.items()))
+
+
+def _reads_int8(node, depth: int = 0) -> bool:
+    """Walk back through the dequantization chain (Convert, Subtract, Multiply, Reshape)."""
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return True
+    if kind == "Constant":
+        return node.get_element_type().get_type_name() in ("i8", "u8")
+    if kind in ("Convert", "Subtract", "Multiply", "Reshape", "Transpose") and depth < 4:
+        return any(
+            _reads_int8(node.input_value(i).get_node(), depth + 1)
+            for i in range(node.get_input_size())
+        )
+    return False
+
+
+def summarise_openvino(
+    model, recipe: OvRecipe, calibration_inputs: Sequence[Mapping[str, np.ndarray]]
+) -> QuantizationSummary:
+    """What ran in INT8 in the compressed model, and the recipe's settings."""
+    import nncf
+
+    int8_ops, fp_ops = classify_openvino_ops(model)
+    reasons = {
+        kind: FP32_REASONS[_OV_TO_ONNX_TYPES[kind]]
+        for kind in fp_ops
+        if _OV_TO_ONNX_TYPES.get(kind) in FP32_REASONS
+    }
+    static = recipe.calibration is Calibration.REQUIRED
+    return QuantizationSummary(
+        mode=recipe.mode.value,
+        recipe=recipe.recipe.value,
+        tool=f"nncf {nncf.__version__}",
+        calibration_samples=len(calibration_inputs) if static else 0,
+        int8_ops=int8_ops,
+        fp32_ops=fp_ops,
+        fp32_reasons=reasons,
+        settings=recipe.record(),
+    )
