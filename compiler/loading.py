@@ -220,6 +220,43 @@ def head_kind(config: dict[str, Any]) -> str:
     return HEAD_CLASSIFIER
 
 
+@dataclass(frozen=True)
+class CheckedCheckpoint:
+    """A checkpoint that passed every check that needs no weights loaded: a BERT config of a
+    known family and readable weight files (pickle only with the opt-in)."""
+
+    directory: Path
+    config: dict[str, Any]
+    weight_paths: tuple[Path, ...]
+    weight_dtypes: tuple[str, ...]  # each weight file's float dtype(s), as read from its header
+    tensor_names: tuple[str, ...]
+    family: type[ModelFamily]
+    head: str
+
+
+def check_checkpoint(source: str, allow_pickle: bool = False) -> CheckedCheckpoint:
+    """Resolve the source and check it, refusing with one line before any weights are loaded."""
+    directory = resolve_source(source)
+    config = read_config(directory)
+    check_supported(config)
+    weight_paths = find_weight_files(directory, allow_pickle)
+    tensor_names: list[str] = []
+    dtypes: list[str] = []
+    for path in weight_paths:
+        names, dtype = read_tensor_names_and_dtype(path)
+        tensor_names.extend(names)
+        dtypes.append(dtype)
+    return CheckedCheckpoint(
+        directory=directory,
+        config=config,
+        weight_paths=weight_paths,
+        weight_dtypes=tuple(dtypes),
+        tensor_names=tuple(tensor_names),
+        family=detect_family(config, tensor_names),
+        head=head_kind(config),
+    )
+
+
 def load_model(
     source: str,
     *,
@@ -227,18 +264,13 @@ def load_model(
     max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
 ) -> LoadedModel:
     """Resolve, check and load a checkpoint as fp32 (fp16-stored weights are upcast)."""
-    directory = resolve_source(source)
-    config = read_config(directory)
-    check_supported(config)
-    weight_paths = find_weight_files(directory, allow_pickle)
-    tensor_names: list[str] = []
-    weight_files = []
-    for path in weight_paths:
-        names, dtype = read_tensor_names_and_dtype(path)
-        tensor_names.extend(names)
-        weight_files.append(WeightFile(path.name, path.stat().st_size, sha256_file(path), dtype))
-    family = detect_family(config, tensor_names)
-    head = head_kind(config)
+    checkpoint = check_checkpoint(source, allow_pickle)
+    directory, config = checkpoint.directory, checkpoint.config
+    family, head, tensor_names = checkpoint.family, checkpoint.head, checkpoint.tensor_names
+    weight_files = [
+        WeightFile(path.name, path.stat().st_size, sha256_file(path), dtype)
+        for path, dtype in zip(checkpoint.weight_paths, checkpoint.weight_dtypes, strict=True)
+    ]
     model, load_notes = _instantiate(directory, config, family, head, allow_pickle)
     tokenizer = load_tokenizer(directory, config)
     notes = list(family.notes_for(tensor_names)) + load_notes
@@ -290,19 +322,47 @@ def _instantiate(
     head: str,
     allow_pickle: bool,
 ) -> tuple[torch.nn.Module, list[str]]:
-    """Build the transformers module in fp32 with eager attention (plain MatMul/Softmax in ONNX)."""
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
+    """The export module: a BertModel without pooler for an encoder, else the classifier."""
+    from transformers import BertForSequenceClassification, BertModel
 
-    bert_config = BertConfig.from_dict(family.normalise_config(config))
+    if head == HEAD_ENCODER:
+        cls, options = BertModel, {"add_pooling_layer": False}
+    else:
+        cls, options = BertForSequenceClassification, {}
+    model, _, unexpected = load_weights(
+        cls, directory, family.normalise_config(config), allow_pickle, **options
+    )
+    notes = []
+    ignored = [name for name in unexpected if not family.is_known_extra(name)]
+    if ignored:
+        notes.append(f"ignored {len(ignored)} weights not used by the model (e.g. {ignored[0]})")
+    return model.eval(), notes
+
+
+def load_weights(
+    cls: type,
+    directory: Path,
+    settings: dict[str, Any],
+    allow_pickle: bool,
+    *,
+    fresh_prefixes: tuple[str, ...] = (),
+    **options: Any,
+) -> tuple[torch.nn.Module, list[str], list[str]]:
+    """`cls.from_pretrained` in fp32 with eager attention (plain MatMul/Softmax in ONNX).
+
+    Returns (model, missing weight names, unexpected weight names), each sorted. A missing
+    weight is an error unless its name starts with one of `fresh_prefixes` (a new task head).
+    """
+    from transformers import BertConfig
+
+    bert_config = BertConfig.from_dict(settings)
     bert_config._attn_implementation = "eager"
-    cls = BertModel if head == HEAD_ENCODER else BertForSequenceClassification
     kwargs: dict[str, Any] = {
         "config": bert_config,
         "dtype": torch.float32,
         "output_loading_info": True,
+        **options,
     }
-    if head == HEAD_ENCODER:
-        kwargs["add_pooling_layer"] = False
     if not allow_pickle:
         kwargs["use_safetensors"] = True
     transformers_logger = logging.getLogger("transformers")
@@ -317,17 +377,13 @@ def _instantiate(
     finally:
         transformers_logger.setLevel(previous_level)
     missing = sorted(info.get("missing_keys", []))
-    if missing:
+    lacking = [name for name in missing if not name.startswith(fresh_prefixes)]
+    if lacking:
         raise ModelFileError(
-            f"{directory} lacks {len(missing)} weights the config needs (e.g. {missing[0]}): "
+            f"{directory} lacks {len(lacking)} weights the config needs (e.g. {lacking[0]}): "
             "truncated or not a checkpoint of this architecture"
         )
-    unexpected = sorted(info.get("unexpected_keys", []))
-    notes = []
-    ignored = [name for name in unexpected if not family.is_known_extra(name)]
-    if ignored:
-        notes.append(f"ignored {len(ignored)} weights not used by the model (e.g. {ignored[0]})")
-    return model.eval(), notes
+    return model, missing, sorted(info.get("unexpected_keys", []))
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.training import loop as training
 from bertc.compiler.training.finetune import (
     FinetuneOptions,
@@ -42,8 +43,6 @@ from bertc.compiler.training.finetune import (
     train_settings,
     training_report,
 )
-
-Progress = Callable[[str], None]
 
 REPORT_FILE = "distill.json"
 
@@ -74,10 +73,6 @@ class DistillResult:
     steps: int
     wall_time_s: float
     report: Mapping[str, Any]
-
-
-def _silent(message: str) -> None:
-    del message
 
 
 def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
@@ -223,12 +218,13 @@ def distill_model(
     student_source: str,
     out_dir: Path,
     options: DistillOptions,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> DistillResult:
     """Distil the teacher into the student on the task's train split; save the student."""
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
-    _check_distill_options(options, out_dir)
+    check_options(options, out_dir)
+    _check_distillation(options)
     run = prepare_run(student_source, options, progress)
     progress("load teacher")
     teacher = load_teacher(teacher_source, run, options.allow_pickle)
@@ -266,7 +262,7 @@ def distill_model(
     metrics = training.evaluate(run.model, run.dev)
     alone = (
         _fine_tune_alone(student_source, out_dir, options, progress)
-        if (options.compare_alone)
+        if options.compare_alone
         else None
     )
     report = {
@@ -328,6 +324,7 @@ def _fine_tune_alone(
     alone_options = FinetuneOptions(
         **{**shared, "resume": False, "keep_checkpoints": False, "overwrite": False}
     )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.alone-", dir=out_dir.parent) as tmp:
         result = finetune_model(student_source, Path(tmp) / "alone", alone_options, progress)
     return {
@@ -338,8 +335,8 @@ def _fine_tune_alone(
     }
 
 
-def _check_distill_options(options: DistillOptions, out_dir: Path) -> None:
-    check_options(options, out_dir)
+def _check_distillation(options: DistillOptions) -> None:
+    """The distillation knobs' UsageErrors; `check_options` has checked the rest."""
     if not 0 <= options.alpha <= 1:
         raise UsageError(f"--alpha must be within [0, 1], got {options.alpha}")
     if not (options.temperature > 0 and math.isfinite(options.temperature)):
@@ -348,7 +345,6 @@ def _check_distill_options(options: DistillOptions, out_dir: Path) -> None:
         value = getattr(options, name)
         if not (value >= 0 and math.isfinite(value)):
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
 
 
 __all__ = [

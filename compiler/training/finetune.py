@@ -3,8 +3,9 @@
 The output is a Hugging Face checkpoint (safetensors, config with id2label/label2id and
 `finetuning_task`, tokenizer) plus `finetune.json` with the settings, the wall time and the dev
 metrics. The recipe is the BERT miniatures' (Turc et al., 2019): AdamW, linear warmup over 6% of
-the steps then decay, batch 32 and lr 1e-4 by default, 4 epochs; `bertc.compiler.training.grid` searches
-its whole grid. A checkpoint each epoch goes to `OUT.checkpoints/` so `--resume` can continue.
+the steps then decay, batch 32 and lr 1e-4 by default, 4 epochs; `bertc.compiler.training.grid`
+searches its whole grid. A checkpoint each epoch goes to `OUT.checkpoints/` so `--resume` can
+continue.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import torch
 from bertc.calibration import GlueTask, get_task, load_examples, sample_examples
 from bertc.compiler.core.errors import OutputExistsError, UsageError
 from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
 from bertc.compiler.training import loop as training
-
-Progress = Callable[[str], None]
 
 REPORT_FILE = "finetune.json"
 CHECKPOINTS_SUFFIX = ".checkpoints"
@@ -72,10 +72,6 @@ class FinetuneResult:
         return self.dev_metrics[self.headline_metric]
 
 
-def _silent(message: str) -> None:
-    del message
-
-
 def checkpoint_dir_for(out_dir: Path) -> Path:
     """Where the per-epoch checkpoints of a run writing `out_dir` live."""
     out_dir = Path(out_dir)
@@ -100,12 +96,13 @@ def keep_layers(model: torch.nn.Module, count: int) -> list[int]:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A loaded model and tokenized data, ready to train: shared by finetune and distill."""
+    """A loaded model and tokenized data, ready to train: shared by finetune, distill, prune."""
 
     model: torch.nn.Module
     tokenizer: Any
     task: GlueTask
     directory: Path
+    head_is_new: bool  # a bare encoder's checkpoint, given a freshly initialised task head
     train: training.Batcher
     dev: training.Batcher
     max_length: int
@@ -114,16 +111,16 @@ class PreparedRun:
     kept_layers: tuple[int, ...] | None
 
 
-def prepare_run(source: str, options: Any, progress: Progress = _silent) -> PreparedRun:
+def prepare_run(source: str, options: Any, progress: Progress = silent) -> PreparedRun:
     """Seed, load (dropping layers if asked), read and tokenize train and dev, count the steps.
 
-    `options` is a FinetuneOptions (or its subclass DistillOptions).
+    `options` is a FinetuneOptions, its subclass DistillOptions, or a PruneOptions.
     """
     task = get_task(options.task)
     training.set_threads(options.threads)
     progress("load")
     torch.manual_seed(options.seed)  # the fresh head, then dropout, draw from it
-    model, tokenizer, directory, _, notes = training.load_classifier(
+    model, tokenizer, directory, head_is_new, notes = training.load_classifier(
         source, task, options.allow_pickle
     )
     kept = None
@@ -145,6 +142,7 @@ def prepare_run(source: str, options: Any, progress: Progress = _silent) -> Prep
         tokenizer=tokenizer,
         task=task,
         directory=directory,
+        head_is_new=head_is_new,
         train=training.Batcher(tokenizer, train_data),
         dev=training.Batcher(tokenizer, dev_data),
         max_length=max_length,
@@ -174,7 +172,7 @@ def train_settings(source: str, options: Any, run: PreparedRun, **identity: Any)
 
 
 def finetune_model(
-    source: str, out_dir: Path, options: FinetuneOptions, progress: Progress = _silent
+    source: str, out_dir: Path, options: FinetuneOptions, progress: Progress = silent
 ) -> FinetuneResult:
     """Load, train (checkpointing each epoch), score on dev, save atomically."""
     run_started = time.perf_counter()
@@ -247,26 +245,33 @@ def save_output(
     run: PreparedRun,
     out_dir: Path,
     report_name: str,
-    report: Mapping[str, Any],
+    report: Mapping[str, Any] | Callable[[Path], Mapping[str, Any]],
     overwrite: bool,
-    progress: Progress = _silent,
-) -> None:
-    """The checkpoint and its report into a temporary sibling, then renamed into place."""
+    progress: Progress = silent,
+) -> Mapping[str, Any]:
+    """The checkpoint and its report into a temporary sibling, then renamed into place.
+
+    `report` may be a function of the staged checkpoint's directory, for a report that records
+    what was written (prune's sparsity, read back from the saved weights). Returns the report.
+    """
     progress("save")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         training.save_checkpoint(run.model, run.tokenizer, run.task, staging, run.max_length)
+        if callable(report):
+            report = report(staging)
         (staging / report_name).write_text(
             json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
         move_into_place(staging, out_dir, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return report
 
 
 def check_options(options: Any, out_dir: Path) -> None:
-    """One UsageError per impossible flag, before anything is loaded."""
+    """One UsageError per impossible flag, before anything is loaded (finetune, distill, prune)."""
     if out_dir.exists() and not options.overwrite:
         raise OutputExistsError(
             f"{out_dir} already exists; choose another --out or pass --overwrite"

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -29,14 +29,13 @@ from typing import Any
 from bertc.calibration import get_task
 from bertc.compiler.core.errors import BertcError, OutputExistsError, UsageError
 from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.training.finetune import (
     FinetuneOptions,
     check_options,
     finetune_model,
     options_to_json,
 )
-
-Progress = Callable[[str], None]
 
 SEED_BATCH_SIZES = (8, 16, 32, 64, 128)
 SEED_LEARNING_RATES = (3e-4, 1e-4, 5e-5, 3e-5)
@@ -93,10 +92,6 @@ class GridResult:
     report: Mapping[str, Any]
 
 
-def _silent(message: str) -> None:
-    del message
-
-
 def grid_trials(options: GridOptions) -> list[Trial]:
     """The trials in grid order (batch size, then learning rate), cut at `max_trials`."""
     if options.grid not in GRID_NAMES:
@@ -132,7 +127,7 @@ def run_grid(
     out_dir: Path,
     options: FinetuneOptions,
     grid: GridOptions,
-    progress: Progress = _silent,
+    progress: Progress = silent,
 ) -> GridResult:
     """Run every trial of the grid, keep the best on dev as `out_dir`, with the trial table."""
     started = time.perf_counter()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import random
@@ -35,19 +34,15 @@ from bertc.calibration import (
     predictions_from_logits,
 )
 from bertc.compiler.core.errors import ModelFileError, UsageError
-from bertc.compiler.families import check_supported, detect_family
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import (
     HEAD_ENCODER,
     HEAD_REGRESSION,
-    find_weight_files,
-    head_kind,
+    check_checkpoint,
     load_tokenizer,
-    read_config,
-    read_tensor_names_and_dtype,
-    resolve_source,
+    load_weights,
 )
 
-Progress = Callable[[str], None]
 Batch = dict[str, torch.Tensor]
 LossFunction = Callable[[torch.nn.Module, Batch, Sequence[int]], torch.Tensor]
 
@@ -57,10 +52,6 @@ MAX_GRAD_NORM = 1.0
 EVAL_BATCH_SIZE = 64
 STATE_FILE = "training_state.pt"
 _EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
-
-
-def _silent(message: str) -> None:
-    del message
 
 
 # ---- loading ----
@@ -74,18 +65,12 @@ def load_classifier(
     A *ForSequenceClassification checkpoint must have the task's label count; a bare encoder
     gets a freshly initialised head (seed the RNG first) with the task's labels.
     """
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    directory = resolve_source(source)
-    config = read_config(directory)
-    check_supported(config)
-    tensor_names: list[str] = []
-    for path in find_weight_files(directory, allow_pickle):
-        tensor_names.extend(read_tensor_names_and_dtype(path)[0])
-    family = detect_family(config, tensor_names)
-    head = head_kind(config)
+    checkpoint = check_checkpoint(source, allow_pickle)
+    directory, config, head = checkpoint.directory, checkpoint.config, checkpoint.head
     head_is_new = head == HEAD_ENCODER
-    settings = family.normalise_config(config)
+    settings = checkpoint.family.normalise_config(config)
     if head_is_new:
         settings.update(task_head_settings(task))
     else:
@@ -95,19 +80,14 @@ def load_classifier(
                 f"{directory} has a {labels}-output {head} head but {task.name} needs "
                 f"{task.num_labels} output(s); pick the matching task or start from an encoder"
             )
-    bert_config = BertConfig.from_dict(settings)
-    bert_config._attn_implementation = "eager"
-    model, missing = _from_pretrained(
-        BertForSequenceClassification, directory, bert_config, allow_pickle
+    model, missing, _ = load_weights(
+        BertForSequenceClassification,
+        directory,
+        settings,
+        allow_pickle,
+        fresh_prefixes=("classifier.", "bert.pooler.") if head_is_new else (),
     )
-    notes = [f"model family {family.name}"]
-    fresh_allowed = ("classifier.", "bert.pooler.") if head_is_new else ()
-    unexpected_missing = [name for name in missing if not name.startswith(fresh_allowed)]
-    if unexpected_missing:
-        raise ModelFileError(
-            f"{directory} lacks {len(unexpected_missing)} weights the config needs "
-            f"(e.g. {unexpected_missing[0]}): truncated or not a checkpoint of this architecture"
-        )
+    notes = [f"model family {checkpoint.family.name}"]
     if head_is_new:
         notes.append(
             f"{directory.name} is a bare encoder: the {task.name} head "
@@ -132,23 +112,6 @@ def task_head_settings(task: GlueTask) -> dict[str, Any]:
         "id2label": dict(enumerate(names)),
         "label2id": {name: index for index, name in enumerate(names)},
     }
-
-
-def _from_pretrained(cls, directory: Path, config, allow_pickle: bool):
-    transformers_logger = logging.getLogger("transformers")
-    previous_level = transformers_logger.level
-    transformers_logger.setLevel(logging.ERROR)
-    kwargs: dict[str, Any] = {"config": config, "dtype": torch.float32, "output_loading_info": True}
-    if not allow_pickle:
-        kwargs["use_safetensors"] = True
-    try:
-        model, info = cls.from_pretrained(str(directory), **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"could not load the weights in {directory}: {first}") from error
-    finally:
-        transformers_logger.setLevel(previous_level)
-    return model, sorted(info.get("missing_keys", []))
 
 
 # ---- data: tokenize once, pad per batch ----
@@ -294,7 +257,7 @@ def train(
     trainable: torch.nn.Module | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
-    progress: Progress = _silent,
+    progress: Progress = silent,
     progress_bar: bool = False,
 ) -> TrainLog:
     """Run `settings.steps` optimizer steps over `batcher`'s data; checkpoint each epoch.

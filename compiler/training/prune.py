@@ -14,38 +14,26 @@ gradient, which is not zero at a pruned weight, so without the re-apply the zero
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from bertc.calibration import (
-    Example,
-    GlueTask,
-    get_task,
-    load_examples,
-    sample_examples,
-)
-from bertc.compiler.core.errors import OutputExistsError, UsageError
-from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
 from bertc.compiler.training import loop as training
-from bertc.compiler.training.loop import (
-    MAX_GRAD_NORM,
-    WARMUP_FRACTION,
-    WEIGHT_DECAY,
-    load_classifier,
-    save_checkpoint,
+from bertc.compiler.training.finetune import (
+    PreparedRun,
+    check_options,
+    prepare_run,
+    save_output,
+    train_settings,
+    training_report,
 )
-
-Progress = Callable[[str], None]
 
 REPORT_FILE = "prune.json"
 PATTERN_CHOICES = ("1:2", "2:4", "4:8", "unstructured:0.8", "block:4x1")
@@ -96,6 +84,10 @@ class PruneOptions:
     log_every: int = 20
     allow_pickle: bool = False
     overwrite: bool = False
+    # finetune's knobs that prune does not offer, as `prepare_run` and `check_options` read them.
+    epochs: ClassVar[int] = 1  # one pass over the (sampled) train split unless --max-steps
+    keep_layers: ClassVar[int | None] = None
+    threads: ClassVar[int | None] = None
 
 
 @dataclass(frozen=True)
@@ -110,10 +102,6 @@ class PruneResult:
     dev_metrics: Mapping[str, Mapping[str, float] | None]
     notes: tuple[str, ...]
     report: Mapping[str, Any]
-
-
-def _silent(message: str) -> None:
-    del message
 
 
 def parse_pattern(text: str) -> PrunePattern:
@@ -213,53 +201,24 @@ def apply_masks(model: torch.nn.Module, masks: Mapping[str, torch.Tensor]) -> No
         parameters[name].mul_(mask)
 
 
-# ---- training and evaluation (the shared loop of compiler/training.py) ----
+# ---- training (the shared loop of compiler/training/loop.py) ----
 
 
 def fine_tune(
-    model: torch.nn.Module,
-    tokenizer,
-    task: GlueTask,
-    examples: Sequence[Example],
+    run: PreparedRun,
     masks: Mapping[str, torch.Tensor],
-    options: PruneOptions,
-    steps: int,
-    progress: Progress = _silent,
-) -> list[float]:
-    """Train with the masks held: the pruned weights are re-zeroed after every step.
-
-    Returns the loss of each step.
-    """
-    max_length = min(options.max_sequence_length, model.config.max_position_embeddings)
-    batcher = training.Batcher(tokenizer, training.tokenize(tokenizer, task, examples, max_length))
-    settings = training.TrainSettings(
-        steps=steps,
-        batch_size=options.batch_size,
-        learning_rate=options.learning_rate,
-        seed=options.seed,
-        log_every=options.log_every,
-    )
-    log = training.train(
-        model,
-        batcher,
+    settings: training.TrainSettings,
+    progress: Progress = silent,
+) -> training.TrainLog:
+    """Train with the masks held: the pruned weights are re-zeroed after every step."""
+    return training.train(
+        run.model,
+        run.train,
         settings,
         # Looked up at call time, so a test can swap apply_masks out.
-        after_step=lambda: apply_masks(model, masks),
+        after_step=lambda: apply_masks(run.model, masks),
         progress=progress,
     )
-    return list(log.losses)
-
-
-def evaluate(
-    model: torch.nn.Module,
-    tokenizer,
-    task: GlueTask,
-    examples: Sequence[Example],
-    max_length: int,
-) -> dict[str, float]:
-    """The task's dev metrics."""
-    data = training.tokenize(tokenizer, task, examples, max_length)
-    return training.evaluate(model, training.Batcher(tokenizer, data))
 
 
 # ---- saving ----
@@ -277,113 +236,64 @@ def matrix_sparsity(weights: Mapping[str, torch.Tensor], names: Sequence[str]) -
 
 
 def prune_model(
-    source: str, out_dir: Path, options: PruneOptions, progress: Progress = _silent
+    source: str, out_dir: Path, options: PruneOptions, progress: Progress = silent
 ) -> PruneResult:
     """Load, score dense, prune, score, fine-tune with the mask held, score, save atomically."""
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
     pattern = parse_pattern(options.pattern)
-    task = get_task(options.task)
-    _check_options(options, out_dir)
-    progress("load")
-    torch.manual_seed(options.seed)  # a fresh head, dropout and nothing else draw from it
-    model, tokenizer, directory, head_is_new, notes = load_classifier(
-        source, task, options.allow_pickle
-    )
-    max_length = min(options.max_sequence_length, model.config.max_position_embeddings)
-    train = load_examples(task, "train", options.data_dir)
-    dev = load_examples(task, "dev", options.data_dir)
-    train = sample_examples(train, options.train_samples or len(train), seed=options.seed)
-    steps = options.max_steps or math.ceil(len(train) / options.batch_size)
+    check_options(options, out_dir)
+    run = prepare_run(source, options, progress)  # seeds torch: a fresh head, then dropout
     metrics: dict[str, dict[str, float] | None] = {"dense": None}
-    if not head_is_new:
+    if not run.head_is_new:
         progress("evaluate dense")
-        metrics["dense"] = evaluate(model, tokenizer, task, dev, max_length)
+        metrics["dense"] = training.evaluate(run.model, run.dev)
     progress("prune")
-    masks = compute_masks(model, pattern)
-    apply_masks(model, masks)
+    masks = compute_masks(run.model, pattern)
+    apply_masks(run.model, masks)
     progress("evaluate pruned")
-    metrics["pruned_before_finetune"] = evaluate(model, tokenizer, task, dev, max_length)
-    started = time.perf_counter()
-    losses = fine_tune(model, tokenizer, task, train, masks, options, steps, progress)
-    train_seconds = time.perf_counter() - started
+    metrics["pruned_before_finetune"] = training.evaluate(run.model, run.dev)
+    settings = train_settings(source, options, run)
+    log = fine_tune(run, masks, settings, progress)
     progress("evaluate fine-tuned")
-    metrics["pruned_after_finetune"] = evaluate(model, tokenizer, task, dev, max_length)
-    progress("save")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        save_checkpoint(model, tokenizer, task, staging, max_length)
+    metrics["pruned_after_finetune"] = training.evaluate(run.model, run.dev)
+
+    def report(staged: Path) -> dict[str, Any]:
+        """prune.json, with the sparsity measured from the weights as written."""
         from safetensors.torch import load_file
 
-        saved = load_file(str(staging / "model.safetensors"))
-        sparsity = matrix_sparsity(saved, list(masks))
+        saved = load_file(str(staged / "model.safetensors"))
         zeros = sum(float((saved[name] == 0).sum()) for name in masks)
         total = sum(saved[name].numel() for name in masks)
-        report = {
-            "source": {"id": source, "path": str(directory.resolve())},
-            "task": task.name,
+        return {
+            "source": {"id": str(source), "path": str(run.directory.resolve())},
+            "task": run.task.name,
             "data_dir": str(options.data_dir) if options.data_dir else None,
             "pattern": pattern.describe(),
             "pruned_matrices": len(masks),
             "encoder_sparsity": round(zeros / total, 6),
-            "matrix_sparsity": sparsity,
-            "training": {
-                "steps": steps,
-                "train_samples": len(train),
-                "batch_size": options.batch_size,
-                "learning_rate": options.learning_rate,
-                "warmup_steps": math.ceil(WARMUP_FRACTION * steps),
-                "weight_decay": WEIGHT_DECAY,
-                "max_grad_norm": MAX_GRAD_NORM,
-                "seed": options.seed,
-                "max_sequence_length": max_length,
-                "wall_time_s": round(train_seconds, 2),
-                "seconds_per_step": round(train_seconds / steps, 4),
-                "first_loss": round(losses[0], 6),
-                "last_loss": round(sum(losses[-20:]) / len(losses[-20:]), 6),
-            },
+            "matrix_sparsity": matrix_sparsity(saved, list(masks)),
+            "training": training_report(options, run, settings, log),
             "dev_metrics": metrics,
-            "dev_examples": len(dev),
+            "dev_examples": len(run.dev.data),
             "total_wall_time_s": round(time.perf_counter() - run_started, 2),
-            "head_freshly_initialised": head_is_new,
-            "notes": notes,
+            "head_freshly_initialised": run.head_is_new,
+            "notes": list(run.notes),
         }
-        (staging / REPORT_FILE).write_text(
-            json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
-        move_into_place(staging, out_dir, options.overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    written = save_output(run, out_dir, REPORT_FILE, report, options.overwrite, progress)
     return PruneResult(
         out_dir=out_dir,
         pattern=pattern,
-        steps=steps,
-        train_samples=len(train),
-        wall_time_s=round(train_seconds, 2),
-        matrix_sparsity=sparsity,
-        encoder_sparsity=report["encoder_sparsity"],
+        steps=run.steps,
+        train_samples=len(run.train.data),
+        wall_time_s=round(log.wall_time_s, 2),
+        matrix_sparsity=written["matrix_sparsity"],
+        encoder_sparsity=written["encoder_sparsity"],
         dev_metrics=metrics,
-        notes=tuple(notes),
-        report=report,
+        notes=run.notes,
+        report=written,
     )
-
-
-def _check_options(options: PruneOptions, out_dir: Path) -> None:
-    if out_dir.exists() and not options.overwrite:
-        raise OutputExistsError(
-            f"{out_dir} already exists; choose another --out or pass --overwrite"
-        )
-    for name in ("max_steps", "train_samples"):
-        value = getattr(options, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if options.batch_size <= 0 or options.log_every <= 0:
-        raise UsageError("--batch-size must be at least 1")
-    if not options.learning_rate > 0:
-        raise UsageError(f"--learning-rate must be positive, got {options.learning_rate}")
-    if options.max_sequence_length < 8:
-        raise UsageError("--max-sequence-length must be at least 8")
 
 
 __all__ = [
@@ -395,9 +305,7 @@ __all__ = [
     "block_mask",
     "compute_masks",
     "encoder_linears",
-    "evaluate",
     "fine_tune",
-    "load_classifier",
     "n_of_m_mask",
     "parse_pattern",
     "prune_model",

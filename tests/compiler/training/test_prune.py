@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bertc.calibration import get_task, load_examples
+from bertc.calibration import get_task
 from bertc.compiler.core.errors import OutputExistsError, UsageError
 from bertc.compiler.training import prune
+from bertc.compiler.training.finetune import prepare_run, train_settings
+from bertc.compiler.training.loop import load_classifier
 from bertc.compiler.training.prune import (
     PruneOptions,
     apply_masks,
     compute_masks,
     encoder_linears,
     fine_tune,
-    load_classifier,
     n_of_m_mask,
     parse_pattern,
     prune_model,
@@ -120,20 +121,17 @@ def test_block_4x1_zeros_whole_blocks_of_four_output_rows(tiny_classifier):
 def test_pruned_weights_stay_exactly_zero_through_fine_tuning(
     tiny_classifier, glue_data_dir, monkeypatch
 ):
-    task = get_task("sst2")
-    examples = load_examples(task, "train", glue_data_dir)
     options = tiny_options(glue_data_dir, max_steps=3)
 
     def train(reapply: bool) -> dict[str, torch.Tensor]:
-        torch.manual_seed(0)
-        model, tokenizer, *_ = load_classifier(str(tiny_classifier), task)
-        masks = compute_masks(model, parse_pattern("2:4"))
-        apply_masks(model, masks)
+        run = prepare_run(str(tiny_classifier), options)  # seeds torch with options.seed
+        masks = compute_masks(run.model, parse_pattern("2:4"))
+        apply_masks(run.model, masks)
         with monkeypatch.context() as patch:
             if not reapply:
                 patch.setattr(prune, "apply_masks", lambda model, masks: None)
-            fine_tune(model, tokenizer, task, examples, masks, options, steps=3)
-        return {name: encoder_weights(model)[name][~mask] for name, mask in masks.items()}
+            fine_tune(run, masks, train_settings(str(tiny_classifier), options, run))
+        return {name: encoder_weights(run.model)[name][~mask] for name, mask in masks.items()}
 
     held = train(reapply=True)
     assert all(bool((values == 0).all()) for values in held.values())
