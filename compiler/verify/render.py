@@ -1,6 +1,7 @@
 """Render a `VerifyReport`: a rich table for the terminal, Markdown for people, JSON for machines.
 
-Rendering only: every number is computed in `bertc.compiler.verify`; here it is formatted.
+Rendering only: every number is computed elsewhere in `bertc.compiler.verify`; here it is
+formatted.
 Metrics are shown in points (x100) where the report stores them on a 0-1 scale.
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bertc.compiler.core.manifest import to_jsonable
 
 if TYPE_CHECKING:
-    from bertc.compiler.verify import VerifyReport
+    from bertc.compiler.verify.model import VerifyReport
     from rich.console import RenderableType
 
 JSON_SCHEMA = "bertc.verify/1"
@@ -97,7 +98,7 @@ def summary_rows(report: VerifyReport) -> list[tuple[str, str]]:
         (
             "reference",
             f"{report.reference} (torch {environment.torch_version}, "
-            f"{environment.threads_requested or 1} thread(s), batch 1)",
+            f"{environment.reference_threads} thread(s), batch 1)",
         ),
     ]
 

@@ -6,14 +6,16 @@ damage an artifact work on a copy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from bertc.calibration import get_task, load_examples
@@ -29,12 +31,7 @@ from bertc.compiler.core.errors import (
 )
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 from bertc.compiler.pipeline import CompileOptions, compile_model
-from bertc.compiler.verify import (
-    MetricDelta,
-    apply_gate,
-    paired_bootstrap,
-    verify_artifact,
-)
+from bertc.compiler.verify import measure, reference, stage, verify_artifact
 from bertc.compiler.verify.render import render_markdown, render_table, report_to_json
 from rich.console import Console
 from verify_helpers import (
@@ -252,70 +249,83 @@ def test_gate_failure_can_be_left_to_the_caller(
         verify_module.raise_if_gate_failed(report)
 
 
-def _delta(reference: float, artifact: float) -> MetricDelta:
-    return MetricDelta(
-        "accuracy", reference, artifact, (artifact - reference) * 100, math.nan, math.nan
-    )
-
-
-def test_gate_message_and_threshold_in_points() -> None:
-    sst2 = get_task("sst2")
-    failed = apply_gate(sst2, _delta(0.8704, 0.8624), 0.5)
-    assert not failed.passed
-    assert failed.message == (
-        "gate failed: sst2 accuracy dropped 0.80 points (87.04 → 86.24), more than --max-drop 0.5"
-    )
-    assert apply_gate(
-        sst2, _delta(0.8704, 0.8624), 0.8
-    ).passed  # a drop exactly at the limit passes
-    assert apply_gate(sst2, _delta(0.8704, 0.8624), 0.81).passed
-    assert not apply_gate(sst2, _delta(0.8704, 0.8624), 0.79).passed
-    assert apply_gate(sst2, _delta(0.8704, 0.8704), 0.0).passed  # zero tolerance: no drop at all
-    assert not apply_gate(sst2, _delta(0.8704, 0.8703), 0.0).passed
-    assert apply_gate(sst2, _delta(0.8704, 0.9000), 0.0).passed  # a gain is never a failure
-
-
-def test_gate_fails_when_the_headline_metric_is_undefined_for_the_artifact() -> None:
-    stsb = get_task("stsb")
-    undefined = MetricDelta("pearson", 0.8, math.nan, math.nan, math.nan, math.nan)
-    result = apply_gate(stsb, undefined, 100.0)
-    assert not result.passed and "undefined" in result.message
-
-
-def test_notes_flag_label_order_another_task_and_a_weaker_cpu() -> None:
-    manifest = {
-        "model": {
-            "labels": {"0": "entailment", "1": "neutral", "2": "contradiction"},
-            "config": {},
-        },
-        "calibration": {"task": "MNLI-m"},
-    }
-    environment = verify_module.RunEnvironment(
-        target="onnx",
-        runtime="onnxruntime",
-        runtime_version="1",
-        precision=None,
-        threads_requested=None,
-        runtime_threads=None,
-        torch_version="2",
-        build_host={"machine": "x86_64", "isa": ["avx2", "avx512_vnni"]},
-        verify_host={"machine": "x86_64", "isa": ["avx2"]},
-    )
-    notes = verify_module._environment_notes(manifest, get_task("mnli-mm"), environment)
-    assert len(notes) == 3
-    assert "compiled for mnli but is verified on mnli-mm" in notes[0]
-    assert "labels are in the order" in notes[1]
-    assert "lacks avx512_vnni" in notes[2]
-    manifest["model"]["labels"] = {"0": "contradiction", "1": "entailment", "2": "neutral"}
-    assert len(verify_module._environment_notes(manifest, get_task("mnli"), environment)) == 1
-
-
 @pytest.mark.parametrize("max_drop", [-0.5, math.nan, math.inf])
 def test_max_drop_must_be_a_finite_non_negative_number(
     max_drop: float, onnx_artifact: Path, glue_dir: Path
 ) -> None:
     with pytest.raises(UsageError, match="--max-drop"):
         verify_artifact(onnx_artifact, "sst2", data_dir=glue_dir, max_drop=max_drop)
+
+
+# ---- threads: --threads is the runtime's; the fp32 reference keeps its own
+
+
+def test_runtime_threads_do_not_set_the_reference_threads(
+    onnx_artifact: Path, glue_dir: Path, monkeypatch
+) -> None:
+    """Issue: `--threads 2` also set PyTorch's threads for the untimed reference, 4-5x slower."""
+    seen: list[int] = []
+    load_model = reference.load_model
+
+    def load_watched(*args, **kwargs):
+        loaded = load_model(*args, **kwargs)
+
+        def module(*tensors):
+            seen.append(torch.get_num_threads())
+            return loaded.module(*tensors)
+
+        return dataclasses.replace(loaded, module=module)
+
+    monkeypatch.setattr(reference, "load_model", load_watched)
+    before = torch.get_num_threads()
+    report = verify_artifact(
+        onnx_artifact, "sst2", data_dir=glue_dir, threads=2, bootstrap_samples=20
+    )
+    assert seen and set(seen) == {reference.DEFAULT_REFERENCE_THREADS}
+    assert report.environment.threads_requested == 2
+    assert report.environment.reference_threads == reference.DEFAULT_REFERENCE_THREADS
+    assert f"{reference.DEFAULT_REFERENCE_THREADS} thread(s), batch 1" in render_markdown(report)
+    assert torch.get_num_threads() == before
+
+    seen.clear()
+    report = verify_artifact(
+        onnx_artifact,
+        "sst2",
+        data_dir=glue_dir,
+        threads=1,
+        reference_threads=2,
+        bootstrap_samples=20,
+    )
+    assert set(seen) == {2}
+    assert report.environment.threads_requested == 1
+    assert report.environment.reference_threads == 2
+    assert "2 thread(s), batch 1" in render_markdown(report)
+    assert torch.get_num_threads() == before
+
+
+def test_reference_threads_must_be_at_least_one(onnx_artifact: Path, glue_dir: Path) -> None:
+    with pytest.raises(UsageError, match="--reference-threads"):
+        verify_artifact(onnx_artifact, "sst2", data_dir=glue_dir, reference_threads=0)
+
+
+# ---- the package: public names re-exported lazily
+
+
+def test_package_re_exports_every_public_name_and_imports_light() -> None:
+    for name in verify_module.__all__:
+        assert getattr(verify_module, name) is getattr(
+            getattr(verify_module, verify_module._EXPORTS[name]), name
+        )
+    for name in ("verify_artifact", "raise_if_gate_failed", "STAGE_LABELS", "VerifyReport"):
+        assert name in verify_module.__all__
+    code = (
+        "import sys, bertc.compiler.verify, bertc.compiler.verify.render; "
+        "print(','.join(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
 
 
 # ---- integrity first
@@ -328,8 +338,13 @@ def no_inference(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("verify ran something before refusing the artifact")
 
-    for name in ("load_examples", "load_model", "load_runner", "load_tokenizer"):
-        monkeypatch.setattr(verify_module, name, forbidden)
+    for module, name in (
+        (stage, "load_examples"),
+        (reference, "load_model"),
+        (measure, "load_runner"),
+        (measure, "load_tokenizer"),
+    ):
+        monkeypatch.setattr(module, name, forbidden)
 
 
 def test_a_flipped_byte_is_refused_before_anything_runs(
@@ -437,52 +452,6 @@ def test_regression_artifact_reports_pearson_of_predictions(
     data = json.loads((artifact / "reports/verify-stsb.json").read_text(encoding="utf-8"))
     assert data["agreement"]["rate"] is None
     assert "n/a (regression)" in (artifact / "reports/verify-stsb.md").read_text(encoding="utf-8")
-
-
-# ---- the paired bootstrap
-
-
-def test_bootstrap_ci_has_zero_width_when_predictions_are_identical() -> None:
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 2, 300)
-    predictions = np.where(rng.random(300) < 0.85, labels, 1 - labels)
-    low, high = paired_bootstrap(get_task("sst2"), predictions, predictions.copy(), labels, 500, 0)[
-        "accuracy"
-    ]
-    assert low == 0.0 and high == 0.0
-
-
-def test_bootstrap_ci_contains_the_delta_and_is_seeded() -> None:
-    rng = np.random.default_rng(2)
-    labels = rng.integers(0, 2, 300)
-    reference = np.where(rng.random(300) < 0.9, labels, 1 - labels)
-    artifact = np.where(rng.random(300) < 0.05, 1 - reference, reference)
-    task = get_task("mrpc")  # accuracy and f1: the vectorised and the generic path
-    intervals = paired_bootstrap(task, reference, artifact, labels, 200, seed=0)
-    for name, (low, high) in intervals.items():
-        metric = verify_module.METRICS[name]
-        delta = (metric(artifact, labels) - metric(reference, labels)) * 100
-        assert low < delta < high, (name, low, delta, high)
-        assert high - low < 10
-    assert paired_bootstrap(task, reference, artifact, labels, 200, seed=0) == intervals
-    assert paired_bootstrap(task, reference, artifact, labels, 200, seed=1) != intervals
-
-
-@pytest.mark.parametrize("block_elements", [1 << 22, 7 * 120])
-def test_bootstrap_matches_a_direct_resample(block_elements: int, monkeypatch) -> None:
-    """Vectorised and drawn in blocks, it gives what scoring one big resample by hand gives."""
-    monkeypatch.setattr(verify_module, "_BOOTSTRAP_BLOCK_ELEMENTS", block_elements)
-    rng = np.random.default_rng(3)
-    labels = rng.integers(0, 3, 120)
-    reference = np.where(rng.random(120) < 0.8, labels, (labels + 1) % 3)
-    artifact = np.where(rng.random(120) < 0.1, (reference + 1) % 3, reference)
-    fast = paired_bootstrap(get_task("mnli"), reference, artifact, labels, 300, seed=4)["accuracy"]
-    indices = np.random.default_rng(4).integers(0, 120, size=(300, 120))
-    deltas = [
-        (artifact[row] == labels[row]).mean() - (reference[row] == labels[row]).mean()
-        for row in indices
-    ]
-    assert fast == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5]) * 100))
 
 
 # ---- real weights

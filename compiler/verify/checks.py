@@ -1,0 +1,87 @@
+"""Preconditions of `verify_artifact`: every refusal that can be made before anything runs.
+
+Each check returns nothing or raises UsageError with a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from bertc.compiler.core.errors import UsageError
+from bertc.compiler.loading import HEAD_ENCODER, HEAD_REGRESSION
+
+if TYPE_CHECKING:
+    from bertc.calibration import Example, GlueTask
+    from bertc.compiler.loading import LoadedModel
+
+
+def check_settings(
+    max_drop: float,
+    batch_size: int,
+    threads: int | None,
+    bootstrap_samples: int,
+    reference_threads: int | None = None,
+) -> None:
+    """Refuse a negative or non-finite `max_drop`, and counts below one, naming the CLI flag."""
+    if not math.isfinite(max_drop) or max_drop < 0:
+        raise UsageError(f"--max-drop must be a number of points >= 0 (e.g. 0.5), got {max_drop}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    if reference_threads is not None and reference_threads < 1:
+        raise UsageError(f"--reference-threads must be at least 1, got {reference_threads}")
+    if bootstrap_samples < 1:
+        raise UsageError(f"--bootstrap-samples must be at least 1, got {bootstrap_samples}")
+
+
+def artifact_label_count(manifest: Mapping[str, Any]) -> int:
+    """Width of the artifact's head: one score for regression, else its label list."""
+    model = manifest["model"]
+    if model["head"] == HEAD_REGRESSION:
+        return 1
+    return len(model.get("labels") or {})
+
+
+def check_task_fits(manifest: Mapping[str, Any], task: GlueTask, artifact_dir: Path) -> None:
+    """Refuse a bare encoder, and a task whose label count the head cannot produce."""
+    head = manifest["model"]["head"]
+    if head == HEAD_ENCODER:
+        raise UsageError(
+            f"{artifact_dir} is a bare encoder (sentence embeddings, no task head): verify "
+            "scores a classifier or regression artifact on a GLUE task"
+        )
+    width = artifact_label_count(manifest)
+    if width != task.num_labels:
+        kind = "a regression score" if task.is_regression else f"{task.num_labels} labels"
+        raise UsageError(
+            f"{artifact_dir} has a {head} head with {width} output(s) but {task.name} needs "
+            f"{kind}: verify it on a task it was fine-tuned for"
+        )
+
+
+def task_labels(task: GlueTask, examples: Sequence[Example], split: str) -> np.ndarray:
+    """The split's gold labels, shape (examples,): float64 scores for regression, else int64 ids.
+
+    Raises UsageError for an unlabelled split (GLUE's test files).
+    """
+    if any(example.label is None for example in examples):
+        raise UsageError(
+            f"the {split} split of {task.name} is unlabelled; verify needs labels (use dev)"
+        )
+    dtype = np.float64 if task.is_regression else np.int64
+    return np.asarray([example.label for example in examples], dtype=dtype)
+
+
+def check_reference_fits(loaded: LoadedModel, task: GlueTask) -> None:
+    """Refuse a reference whose head cannot score the task (an encoder, another label count)."""
+    width = 1 if loaded.head == HEAD_REGRESSION else len(loaded.label_map or {})
+    if loaded.head == HEAD_ENCODER or width != task.num_labels:
+        raise UsageError(
+            f"reference {loaded.source} has a {loaded.head} head with {width} output(s); "
+            f"{task.name} needs {task.num_labels}: pass the fp32 classifier the artifact came from"
+        )

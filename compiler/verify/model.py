@@ -1,0 +1,116 @@
+"""What `verify_artifact` returns: frozen records of every figure it measured.
+
+Plain data only (no numpy, no torch), so a test or a renderer can build and read a report by hand.
+Metric values are on a 0-1 scale; deltas and CI bounds are in points (x100).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One task metric for reference and artifact (0-1 scale) and their paired difference."""
+
+    name: str
+    reference: float
+    artifact: float
+    delta_points: float
+    ci_low_points: float
+    ci_high_points: float
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How alike the two models predict: the rate for classes, Pearson's r for regression scores."""
+
+    rate: float | None
+    prediction_pearson: float | None
+    disagreements: int | None
+    disagreement_lines: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutputError:
+    """Artifact logits minus reference logits over every example and output."""
+
+    max_abs: float
+    mean_abs: float
+    rmse: float
+    # Artifact on padded batches vs itself at batch 1: how far padding alone moves the logits.
+    batch_padding_max_abs: float
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Artifact speed: batch 1 at each example's real length, and padded batches."""
+
+    batch1_median_ms: float
+    batch1_p90_ms: float
+    median_tokens: float
+    batch_size: int
+    batch_sentences_per_s: float
+    batch_padding: str = "padded to the longest sentence of each batch"
+
+
+@dataclass(frozen=True)
+class RunEnvironment:
+    """What ran and where: a figure means little without the runtime, precision, threads and ISA."""
+
+    target: str
+    runtime: str
+    runtime_version: str
+    precision: str | None
+    threads_requested: int | None
+    runtime_threads: int | None
+    build_host: Mapping[str, Any]
+    verify_host: Mapping[str, Any]
+    torch_version: str
+    bertc_version: str = "unknown"
+    # PyTorch threads of the untimed fp32 reference run (independent of the runtime's threads).
+    reference_threads: int = 1
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict on the headline metric: its drop in points against `max_drop`."""
+
+    metric: str
+    max_drop: float
+    delta_points: float
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Everything `bertc verify` measured; rendered by `bertc.compiler.verify.render`."""
+
+    artifact_dir: Path
+    task: str
+    split: str
+    examples: int
+    reference: str
+    artifact_labels: Mapping[str, str] | None
+    headline_metric: str
+    metrics: tuple[MetricDelta, ...]
+    agreement: Agreement
+    output_error: OutputError
+    latency: Latency
+    model_bytes: int
+    model_files: tuple[str, ...]
+    environment: RunEnvironment
+    bootstrap_samples: int
+    seed: int
+    gate: GateResult
+    report_files: tuple[str, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def headline(self) -> MetricDelta:
+        """The metric the gate judges (the task's headline metric)."""
+        return next(metric for metric in self.metrics if metric.name == self.headline_metric)

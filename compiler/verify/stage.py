@@ -1,0 +1,102 @@
+"""`verify_artifact`, the verify stage: preconditions, both runs, the report, then the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertc.calibration import get_task, load_examples
+from bertc.compiler.core.manifest import check_integrity, read_manifest
+from bertc.compiler.core.progress import Progress, silent
+from bertc.compiler.verify.checks import (
+    check_reference_fits,
+    check_settings,
+    check_task_fits,
+    task_labels,
+)
+from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
+from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, run_both
+from bertc.compiler.verify.model import VerifyReport
+from bertc.compiler.verify.reference import load_reference, reference_thread_count
+from bertc.compiler.verify.report import build_report, write_reports
+from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
+
+# What each `progress(stage)` call means, for a status line.
+STAGE_LABELS = {
+    "integrity": "checking the artifact against its manifest",
+    "data": "reading the task's examples",
+    "load": "loading the fp32 reference",
+    "artifact": "running the artifact at batch 1",
+    "throughput": "measuring batched throughput",
+    "reference": "running the fp32 reference",
+    "metrics": "scoring, paired bootstrap",
+    "report": "writing reports",
+}
+
+
+def verify_artifact(
+    artifact_dir: Path,
+    task: str,
+    *,
+    data_dir: Path | None,
+    max_drop: float = DEFAULT_MAX_DROP,
+    reference: str | None = None,
+    split: str = "dev",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    threads: int | None = None,
+    reference_threads: int | None = None,
+    bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    allow_pickle: bool = False,
+    raise_on_gate_failure: bool = True,
+    progress: Progress = silent,
+) -> VerifyReport:
+    """Score the artifact against its fp32 reference, write the reports, then apply the gate.
+
+    `threads` is the artifact runtime's thread count (None: the runtime's own); the untimed
+    PyTorch reference runs at `reference_threads` (None: one thread) whatever `threads` says.
+    `max_drop` is in points of the task's headline metric.
+
+    Raises ArtifactError for a tampered or incomplete artifact (before anything runs), UsageError
+    for bad settings, an encoder artifact or a task whose label count differs from the head's,
+    the DataError family for missing or malformed data, and GateFailedError (after the reports
+    are written) when the headline metric dropped by more than `max_drop` points, unless told not
+    to.
+    """
+    artifact_dir = Path(artifact_dir)
+    glue_task = get_task(task)
+    check_settings(max_drop, batch_size, threads, bootstrap_samples, reference_threads)
+    progress("integrity")
+    manifest = read_manifest(artifact_dir)
+    check_integrity(artifact_dir, manifest)
+    check_task_fits(manifest, glue_task, artifact_dir)
+    progress("data")
+    examples = load_examples(glue_task, split, data_dir)
+    labels = task_labels(glue_task, examples, split)
+    progress("load")
+    loaded, notes = load_reference(manifest, reference, allow_pickle)
+    check_reference_fits(loaded, glue_task)
+    outputs = run_both(
+        artifact_dir, manifest, loaded, examples, batch_size, threads, progress, reference_threads
+    )
+    progress("metrics")
+    report = build_report(
+        artifact_dir,
+        manifest,
+        glue_task,
+        split,
+        examples,
+        labels,
+        outputs,
+        loaded,
+        max_drop=max_drop,
+        threads=threads,
+        bootstrap_samples=bootstrap_samples,
+        seed=seed,
+        notes=notes,
+        reference_threads=reference_thread_count(reference_threads),
+    )
+    progress("report")
+    write_reports(artifact_dir, report)
+    if raise_on_gate_failure:
+        raise_if_gate_failed(report)
+    return report
