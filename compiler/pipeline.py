@@ -33,6 +33,7 @@ from bertc.compiler.core.manifest import (
     toolchain_versions,
     write_manifest,
 )
+from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
@@ -57,7 +58,6 @@ DEFAULT_CALIBRATION_SAMPLES = 300
 CALIBRATION_SEED = 0
 TOKENIZER_DIR = "tokenizer"
 
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -85,10 +85,6 @@ class CompileResult:
     manifest: Mapping[str, Any]
 
 
-def _silent(stage: str) -> None:
-    del stage
-
-
 Gate = Callable[[Path, Mapping[str, Any]], None]
 
 
@@ -103,7 +99,7 @@ def compile_model(
     source: str,
     out_dir: Path,
     options: CompileOptions,
-    progress: Progress = _silent,
+    progress: Progress = silent,
     gate: Gate | None = None,
 ) -> CompileResult:
     """Build the artifact in a temporary sibling of `out_dir`, then rename it into place.

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bertc.calibration import GlueTask, get_task
+from bertc.calibration import GlueTask, resolve_task
 from bertc.calibration.metrics import predictions_from_logits
-from bertc.compiler.core.errors import ArtifactError, UsageError
+from bertc.compiler.core.errors import ArtifactError
 from bertc.compiler.core.files import write_text_atomically
 from bertc.compiler.core.manifest import REPORTS_DIR, host_description, toolchain_versions
 from bertc.compiler.verify.gate import apply_gate
@@ -158,14 +158,13 @@ def environment_notes(
 
 
 def _compiled_task(manifest: Mapping[str, Any]) -> str | None:
-    """The GLUE task the artifact was calibrated or fine-tuned for, where it names one."""
-    name = (manifest.get("calibration") or {}).get("task") or manifest["model"]["config"].get(
-        "finetuning_task"
-    )
-    try:
-        return get_task(name).name if name else None
-    except UsageError:  # a fine-tuning task outside GLUE
-        return None
+    """The GLUE task the artifact was built for: the manifest's `task` (decided once at compile
+    time), or for an artifact from before that field, the same rule applied to what it recorded."""
+    if "task" in manifest:
+        return manifest["task"]
+    recorded = (manifest.get("calibration") or {}).get("task")
+    task = resolve_task(None, recorded or manifest["model"]["config"].get("finetuning_task"))
+    return task.name if task else None
 
 
 def write_reports(artifact_dir: Path, report: VerifyReport) -> tuple[Path, ...]:
