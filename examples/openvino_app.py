@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import openvino as ov
 import openvino_tokenizers  # noqa: F401  (registers the tokenizer ops the fused IR uses)
 
@@ -14,5 +15,5 @@ artifact, text = sys.argv[1], sys.argv[2]
 manifest = json.loads(Path(artifact, "manifest.json").read_text(encoding="utf-8"))
 core = ov.Core()
 model = core.compile_model(f"{artifact}/model.xml", "CPU", manifest["runtime"]["compile_config"])
-logits = model([[text]])[model.output(0)][0]  # a batch of strings in, one row of logits out
+logits = model({"text": np.array([text])})[model.output(0)][0]  # a batch of strings in
 print(manifest["model"]["labels"][str(int(logits.argmax()))])
