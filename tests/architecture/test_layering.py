@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = {"compiler": "bertc.compiler", "targets": "bertc.targets", "calibration": "bertc.calibration"}
+PACKAGES = {
+    "compiler": "bertc.compiler",
+    "targets": "bertc.targets",
+    "calibration": "bertc.calibration",
+}
 
 
 def module_name(path: Path) -> str:
@@ -82,7 +86,9 @@ def test_a_runtime_package_does_not_import_another_runtime_package() -> None:
         own = next((p for p in runtime_packages if name.startswith(p + ".")), None)
         if own is None:
             continue
-        other = sorted(i for i in imports(path) if i.startswith(runtime_packages) and not i.startswith(own))
+        other = sorted(
+            i for i in imports(path) if i.startswith(runtime_packages) and not i.startswith(own)
+        )
         if other:
             offending[name] = other
     assert offending == {}
@@ -139,6 +145,8 @@ LIGHT_IMPORTS = {
     "bertc.targets.base": ("torch", "transformers"),
     "bertc.compiler.core.manifest": ("torch", "transformers", "onnxruntime", "openvino"),
     "bertc.calibration": ("torch", "transformers"),
+    # The CLI refuses a bad flag before anything heavy loads (tests/compiler/cli).
+    "bertc.compiler.cli": ("torch", "transformers", "onnx", "onnxruntime", "openvino", "numpy"),
 }
 
 
@@ -146,5 +154,7 @@ LIGHT_IMPORTS = {
 def test_importing_stays_light(module: str) -> None:
     heavy = LIGHT_IMPORTS[module]
     code = f"import sys, {module}; print(','.join(m for m in {heavy!r} if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "", f"import {module} pulled in {result.stdout.strip()}"
