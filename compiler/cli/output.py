@@ -46,10 +46,12 @@ class StageLines:
     stage reads and checks the inputs, and a bad input should leave exactly its one error line.
     """
 
-    def __init__(self, labels: Mapping[str, str], status: Any = None) -> None:
+    def __init__(
+        self, labels: Mapping[str, str], status: Any = None, terminal: bool | None = None
+    ) -> None:
         self.labels = labels
         self.status = status
-        self.terminal = stderr.is_terminal
+        self.terminal = stderr.is_terminal if terminal is None else terminal
         self.held: str | None = None
         self.started = False
 
