@@ -165,7 +165,7 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
     if sparsity:
         line = _sparsity_line(sparsity)
         int8 = sparsity.get("int8")
-        if int8:
+        if int8 and int8["fp32_zeros"]:  # a dense model has no zeros for INT8 to keep
             kept = "kept all" if int8["all_zeros_kept"] else "did NOT keep all"
             line += (
                 f"; INT8 {kept} of them ({int8['fp32_zeros_kept']:,} of {int8['fp32_zeros']:,}) "

@@ -48,9 +48,13 @@ def run_artifact(
         model = load(artifact, threads)
     except ArtifactLoadError as error:
         raise ArtifactError(str(error)) from error
-    if model.pair != (pairs is not None):
-        want = "two texts (a sentence pair)" if model.pair else "one text"
-        raise UsageError(f"{artifact} takes {want} per example")
+    if model.pair and pairs is None:
+        raise UsageError(f"{artifact} takes two texts (a sentence pair) per example")
+    if not model.pair and pairs is not None:
+        # A common cause: a value after a flag that takes none (`--json true`).
+        raise UsageError(
+            f"{artifact} takes one text per example, but a second text was given: {pairs[0]!r}"
+        )
     try:
         predictions = model.predict(texts, pairs)
     except ValueError as error:

@@ -146,6 +146,8 @@ LIGHT_IMPORTS = {
     "bertc.targets.base": ("torch", "transformers"),
     "bertc.compiler.core.manifest": ("torch", "transformers", "onnxruntime", "openvino"),
     "bertc.calibration": ("torch", "transformers"),
+    # The CLI refuses a bad flag before anything heavy loads (tests/compiler/cli).
+    "bertc.compiler.cli": ("torch", "transformers", "onnx", "onnxruntime", "openvino", "numpy"),
 }
 
 

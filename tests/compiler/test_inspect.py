@@ -143,3 +143,17 @@ def test_incomplete_artifacts_are_refused(artifact: Path, tmp_path: Path, damage
     damage(copy)
     with pytest.raises(ArtifactError, match=message):
         inspect_path(str(copy))
+
+
+def test_dense_artifact_says_nothing_about_int8_keeping_zeros(
+    compile_once, tiny_classifier: Path, bertc_cli
+) -> None:
+    """A dense model has no zeros for INT8 to keep: no "did NOT keep all of them (0 of 0)"."""
+    dense = compile_once(tiny_classifier, "openvino").artifact_dir
+    sparsity = inspect_path(str(dense))["sparsity"]
+    assert sparsity["zeros"] == 0 and sparsity["int8"]["fp32_zeros"] == 0
+    result = bertc_cli("inspect", dense)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("encoder weights"))
+    assert line == f"encoder weights: 0 of {sparsity['parameters']:,} zero (0.0%), pattern dense"
+    assert "INT8 did NOT keep" not in result.stdout and "(0 of 0)" not in result.stdout

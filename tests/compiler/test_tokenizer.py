@@ -259,7 +259,8 @@ def test_bertc_run_labels_text(compile_once, tiny_classifier, bertc_cli, tmp_pat
     assert all(row["label"] in labels and len(row["scores"]) == 2 for row in rows)
     wrong = bertc_cli("run", fused.artifact_dir, "one", "two")
     assert wrong.returncode == 2 and wrong.stderr.strip() == (
-        f"error: {fused.artifact_dir} takes one text per example"
+        f"error: {fused.artifact_dir} takes one text per example, but a second text was given: "
+        "'two'"
     )
 
 

@@ -1,0 +1,97 @@
+"""The `bertc` Typer app: its commands, `--version`, and `main()`, which turns each error into
+one line on stderr and its exit code.
+
+Importing this module imports typer and rich and nothing heavy: a bad flag or value is refused
+before torch, ONNX or a runtime loads. Help is click's plain layout, which wraps the help text
+and never cuts an option's name, whatever the width of the terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+from bertc.compiler.cli import artifact, training
+from bertc.compiler.core.errors import BertcError
+
+UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
+ABORTED_EXIT = 130
+
+app = typer.Typer(
+    name="bertc",
+    help="Compile small BERT models to INT8 artifacts for OpenVINO, ORT Mobile and ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+for name, command in {**artifact.COMMANDS, **training.COMMANDS}.items():
+    app.command(name)(command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"bertc {version('bertc')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print bertc's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Compile small BERT models to INT8 artifacts for OpenVINO, ORT Mobile and ONNX."""
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (tracer warnings, load bars) off the user's terminal."""
+    import logging
+    import warnings
+
+    if os.environ.get("BERTC_DEBUG"):
+        return
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for name in ("nncf", "transformers", "onnxruntime", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main() -> None:
+    """Console-script entry point: map BertcError to its exit code and one line on stderr."""
+    _quiet_libraries()
+    try:
+        app(standalone_mode=False)
+    except BertcError as error:
+        _fail(f"error: {error}", error.exit_code)
+    except typer.Abort:
+        _fail("aborted", ABORTED_EXIT)
+    except Exception as error:  # click usage errors carry their own exit code
+        import click
+
+        # typer >= 0.2x vendors click (typer._click), whose errors derive from TyperException.
+        usage_errors = (click.exceptions.ClickException, getattr(typer, "TyperException", ()))
+        if isinstance(error, usage_errors):
+            _fail(f"error: {error.format_message()}", error.exit_code)
+        if isinstance(error, (click.exceptions.Exit, typer.Exit)):
+            sys.exit(error.exit_code)
+        _fail(f"internal error ({type(error).__name__}): {error}", UNEXPECTED_ERROR_EXIT)
+
+
+def _fail(message: str, code: int) -> None:
+    if os.environ.get("BERTC_DEBUG"):
+        traceback.print_exc()
+    print(" ".join(message.split()) or "error", file=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,326 @@
+"""The artifact commands: compile, verify, run, inspect, pack, unpack.
+
+Each parses its flags (`options`), calls one pipeline function and prints the result; the
+pipeline is imported inside the command, after the arguments are checked, as it pulls in torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from bertc.compiler.cli import output
+from bertc.compiler.cli.options import (
+    AllowPickle,
+    ArtifactDir,
+    ArtifactOut,
+    AsJson,
+    CalibrationSamples,
+    Checkpoint,
+    CompileTask,
+    DataDir,
+    MaxDrop,
+    MaxSequenceLength,
+    Overwrite,
+    Quantization,
+    QuantizationRecipe,
+    ReferenceThreads,
+    RuntimeThreads,
+    Seed,
+    Target,
+    Task,
+    Tokenizer,
+    at_least_one,
+)
+from bertc.compiler.core.enums import QuantizationMode, Recipe
+from bertc.compiler.core.errors import GateFailedError, UsageError
+from bertc.compiler.core.manifest import read_manifest
+from bertc.compiler.core.progress import Progress
+
+TOKEN_IDS_NOTE = "token ids in"
+
+
+def compile_command(
+    model: Checkpoint,
+    target: Target,
+    out: ArtifactOut,
+    task: CompileTask = None,
+    data_dir: DataDir = None,
+    quantization: Quantization = QuantizationMode.STATIC,
+    recipe: QuantizationRecipe = Recipe.BERT_SAFE,
+    calibration_samples: CalibrationSamples = 300,
+    max_sequence_length: MaxSequenceLength = 128,
+    allow_pickle: AllowPickle = False,
+    tokenizer: Tokenizer = None,
+    allow_tokenizer_mismatch: Annotated[
+        bool,
+        typer.Option(
+            help="Build even if the in-graph tokenizer's ids differ from HF's.", show_default=False
+        ),
+    ] = False,
+    overwrite: Overwrite = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Verify the staged artifact on the task's dev set; gate the build."
+        ),
+    ] = False,
+    max_drop: MaxDrop = 0.5,
+    as_json: AsJson = False,
+) -> None:
+    """Checkpoint → ONNX (parity-gated) → INT8 → an artifact directory for the target runtime.
+
+    With --verify the staged artifact is scored on the task's dev set as `bertc verify` does,
+    before it replaces anything: when the gate fails the build fails (exit 12) and --out, with
+    any artifact already there, is left as it was. --json prints the manifest, or with --verify
+    the verify report.
+    """
+    from bertc.compiler.pipeline import CompileOptions, compile_model, compile_task
+
+    options = CompileOptions(
+        target=target,
+        task=task,
+        data_dir=data_dir,
+        quantization=quantization,
+        recipe=recipe,
+        calibration_samples=calibration_samples,
+        max_sequence_length=max_sequence_length,
+        allow_pickle=allow_pickle,
+        overwrite=overwrite,
+        tokenizer=tokenizer,
+        allow_tokenizer_mismatch=allow_tokenizer_mismatch,
+    )
+    if verify and compile_task(model, options) is None:
+        raise UsageError(
+            "--verify needs a GLUE task to score on: pass --task, or compile a checkpoint "
+            "whose config names its finetuning_task"
+        )
+    gate = None
+    try:
+        with output.progress("compiling", output.COMPILE_STAGES) as progress:
+            gate = VerifyGate(data_dir, max_drop, progress) if verify else None
+            result = compile_model(model, out, options, progress=progress, gate=gate)
+    except GateFailedError:
+        if gate is not None and gate.report is not None:  # its files went with the staging
+            print_verify_report(gate.report, as_json, report_dir=None)
+        raise
+    manifest = read_manifest(result.artifact_dir)
+    for text in manifest.get("notes", []):
+        if text.startswith(TOKEN_IDS_NOTE):
+            output.note(text)
+    if not as_json:
+        print_compile_summary(result.artifact_dir, manifest)
+    if gate is not None and gate.report is not None:
+        report = gate.rewrite_reports(result.artifact_dir)
+        print_verify_report(report, as_json, report_dir=result.artifact_dir)
+    elif as_json:
+        output.print_json(manifest)
+
+
+class VerifyGate:
+    """`compile --verify`: run verify on the staged artifact, keep its report, raise on a fail."""
+
+    def __init__(self, data_dir: Path | None, max_drop: float, progress: Progress) -> None:
+        self.data_dir = data_dir
+        self.max_drop = max_drop
+        self.progress = progress
+        self.report: Any = None
+
+    def __call__(self, staged: Path, manifest: Mapping[str, Any]) -> None:
+        from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
+
+        self.report = verify_artifact(
+            staged,
+            manifest["task"],
+            data_dir=self.data_dir,
+            max_drop=self.max_drop,
+            raise_on_gate_failure=False,
+            progress=lambda stage: self.progress(f"verify: {STAGE_LABELS.get(stage, stage)}"),
+        )
+        raise_if_gate_failed(self.report)
+
+    def rewrite_reports(self, artifact_dir: Path) -> Any:
+        """The reports were written in the staging directory; name the final one in them."""
+        from bertc.compiler.verify import write_reports
+
+        report = dataclasses.replace(self.report, artifact_dir=artifact_dir)
+        write_reports(artifact_dir, report)
+        return report
+
+
+def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> None:
+    stdout = output.stdout
+    size = manifest["size"]
+    quantization = manifest.get("quantization") or {}
+    parity = manifest["parity"]
+    stdout.print(
+        f"[green]compiled[/green] {manifest['source']['id']} → {artifact_dir} "
+        f"({manifest['target']})"
+    )
+    stdout.print(
+        f"  model bytes {size['model_bytes']:,} = {size['ratio_to_fp32_onnx']:.1%} of fp32 ONNX "
+        f"({size['fp32_onnx_bytes']:,})"
+    )
+    stdout.print(
+        f"  parity max |Δ| {parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g})"
+    )
+    if quantization:
+        int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
+        stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
+    tokenizer = manifest.get("tokenizer") or {}
+    tokenizer_parity = tokenizer.get("parity")
+    if tokenizer_parity:
+        checked, mismatched = tokenizer_parity["checked"], tokenizer_parity["mismatched"]
+        stdout.print(
+            f"  tokenizer {tokenizer['mode']} ({tokenizer['library']}): ids equal HF on "
+            f"{checked - mismatched}/{checked} sentences"
+        )
+        for item in tokenizer_parity["mismatches"]:
+            stdout.print(f"    mismatch: {item['summary']}", highlight=False)
+    for text in manifest.get("notes", []):
+        if not text.startswith(TOKEN_IDS_NOTE):  # already on stderr, once
+            stdout.print(f"  note: {text}", highlight=False)
+
+
+def print_verify_report(report: Any, as_json: bool, report_dir: Path | None) -> None:
+    """The report as a table (with where its files are) or as JSON."""
+    from bertc.compiler.verify.render import render_table, report_to_json
+
+    if as_json:
+        output.print_json(report_to_json(report))
+        return
+    output.stdout.print(render_table(report))
+    if report_dir is not None:
+        files = ", ".join(str(report_dir / name) for name in report.report_files)
+        output.stdout.print(f"reports: {files}")
+
+
+def verify_command(
+    artifact: ArtifactDir,
+    task: Task,
+    data_dir: DataDir = None,
+    max_drop: MaxDrop = 0.5,
+    reference: Annotated[
+        str | None, typer.Option(help="fp32 checkpoint to compare with (default: the source).")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Labelled split to score.")] = "dev",
+    batch_size: Annotated[
+        int, typer.Option(help="Batch size of the throughput figure.", callback=at_least_one)
+    ] = 32,
+    threads: RuntimeThreads = None,
+    reference_threads: ReferenceThreads = None,
+    bootstrap_samples: Annotated[
+        int, typer.Option(help="Paired-bootstrap resamples.", callback=at_least_one)
+    ] = 1000,
+    seed: Seed = 0,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(help="Load a pickle (.bin) reference; it can run code.", show_default=False),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Score an artifact against its fp32 model on a GLUE dev set; fail if it lost too much.
+
+    --json prints the report.
+    """
+    from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
+
+    # Only when given: verify_artifact takes reference_threads from the version that has it.
+    extra = {} if reference_threads is None else {"reference_threads": reference_threads}
+    with output.progress("verifying", STAGE_LABELS) as progress:
+        report = verify_artifact(
+            artifact,
+            task,
+            data_dir=data_dir,
+            max_drop=max_drop,
+            reference=reference,
+            split=split,
+            batch_size=batch_size,
+            threads=threads,
+            bootstrap_samples=bootstrap_samples,
+            seed=seed,
+            allow_pickle=allow_pickle,
+            raise_on_gate_failure=False,
+            progress=progress,
+            **extra,
+        )
+    print_verify_report(report, as_json, report_dir=artifact)
+    raise_if_gate_failed(report)
+
+
+def run_command(
+    artifact: Annotated[Path, typer.Argument(help="Artifact compiled with its tokenizer inside.")],
+    text: Annotated[str | None, typer.Argument(help="The text to label.")] = None,
+    text_pair: Annotated[
+        str | None, typer.Argument(help="Second text, for a sentence-pair artifact.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="One example per line; a pair as two texts separated by a tab."),
+    ] = None,
+    threads: RuntimeThreads = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
+) -> None:
+    """Label text with the artifact on its runtime alone (no torch, no transformers)."""
+    from bertc.compiler.running import read_inputs, run_artifact
+
+    texts, pairs = read_inputs(text, text_pair, file)
+    for line in run_artifact(artifact, texts, pairs, threads, as_json):
+        print(line)
+
+
+def inspect_command(
+    path: Annotated[
+        str,
+        typer.Argument(help="An artifact directory, a checkpoint directory or a cached hub id."),
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """A table of layers, sizes, sparsity and what is quantized."""
+    from bertc.compiler.inspection import inspect_path, render_inspection
+
+    inspection = inspect_path(path)
+    if as_json:
+        output.print_json(inspection)
+        return
+    for renderable in render_inspection(inspection):
+        output.stdout.print(renderable)
+
+
+def pack_command(
+    artifact: Annotated[Path, typer.Argument(help="Artifact directory to pack for download.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Pack file (default: ARTIFACT.bertcpack).")
+    ] = None,
+) -> None:
+    """One download file: each file as a zero-bitmap + non-zero bytes, deflated (lossless)."""
+    from bertc.compiler.packing import pack_artifact
+
+    pack = pack_artifact(artifact, out)
+    raw = sum(path.stat().st_size for path in artifact.rglob("*") if path.is_file())
+    output.stdout.print(
+        f"packed {artifact} ({raw:,} bytes) → {pack} ({pack.stat().st_size:,} bytes)"
+    )
+
+
+def unpack_command(
+    pack: Annotated[Path, typer.Argument(help="A .bertcpack file.")],
+    out: ArtifactOut,
+) -> None:
+    """Restore an artifact from its pack, checked file by file against its manifest."""
+    from bertc.compiler.packing import unpack_artifact
+
+    output.stdout.print(f"unpacked {pack} → {unpack_artifact(pack, out)} (integrity ok)")
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "compile": compile_command,
+    "verify": verify_command,
+    "run": run_command,
+    "inspect": inspect_command,
+    "pack": pack_command,
+    "unpack": unpack_command,
+}

@@ -1,0 +1,179 @@
+"""The flags the commands share, as `Annotated` types: one spelling, one help text, one check.
+
+Checks here run while the arguments are parsed, before a command imports torch, ONNX or a
+runtime, so a bad value is refused at once with the UsageError (exit 2) the pipeline would raise
+for it later. Old spellings stay as hidden options beside the new ones (`resolve_alias`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import UsageError
+
+# bertc.compiler.loading's default, not imported from there: that module pulls in torch.
+DEFAULT_MAX_SEQUENCE_LENGTH = 128
+
+T = TypeVar("T")
+
+
+def _flag(param: typer.CallbackParam) -> str:
+    return max(param.opts, key=len)
+
+
+def at_least_one(param: typer.CallbackParam, value: int | None) -> int | None:
+    """Counts and sizes: threads, samples, steps, lengths."""
+    if value is not None and value < 1:
+        raise UsageError(f"{_flag(param)} must be at least 1, got {value}")
+    return value
+
+
+def points(param: typer.CallbackParam, value: float) -> float:
+    """A drop in metric points: finite and not negative."""
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"{_flag(param)} must be a number of points >= 0 (e.g. 0.5), got {value}")
+    return value
+
+
+def positive(param: typer.CallbackParam, value: float) -> float:
+    if not (value > 0 and math.isfinite(value)):
+        raise UsageError(f"{_flag(param)} must be positive, got {value}")
+    return value
+
+
+def known_target(value: str | None) -> str | None:
+    """The target registry imports ONNX (not torch, not a runtime): well under a second."""
+    if value is not None:
+        from bertc.targets import get_target
+
+        get_target(value)  # a UsageError naming the known targets
+    return value
+
+
+def resolve_alias(value: T, alias_value: T | None, default: T, flag: str, alias: str) -> T:
+    """The value of a renamed flag, given under its new name or its old (hidden) one."""
+    if alias_value is None:
+        return value
+    if value != default and value != alias_value:
+        raise UsageError(f"{alias} is the old name of {flag}; give one of them")
+    return alias_value
+
+
+# ---- inputs and outputs ----
+Checkpoint = Annotated[
+    str, typer.Argument(help="Hub id in the local Hugging Face cache, or a checkpoint directory.")
+]
+ArtifactDir = Annotated[Path, typer.Argument(help="Artifact directory made by `bertc compile`.")]
+ArtifactOut = Annotated[Path, typer.Option(help="Artifact directory to create.")]
+CheckpointOut = Annotated[Path, typer.Option(help="Checkpoint directory to create.")]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        help="Replace an existing --out (only once the new one is complete).", show_default=False
+    ),
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout, and nothing else.")
+]
+AllowPickle = Annotated[
+    bool, typer.Option(help="Load pickle (.bin) weights; they can run code.", show_default=False)
+]
+
+# ---- task and data ----
+Task = Annotated[str, typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).")]
+CompileTask = Annotated[
+    str | None,
+    typer.Option(help="GLUE task to calibrate on (default: the config's finetuning_task)."),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="glue_data folder (<dir>/SST-2/train.tsv, ...); default: Hugging Face datasets."
+    ),
+]
+MaxSequenceLength = Annotated[
+    int, typer.Option(help="Truncation length of the tokenizer, in tokens.", callback=at_least_one)
+]
+MaxSeqLengthAlias = Annotated[
+    int | None, typer.Option("--max-seq-length", hidden=True, callback=at_least_one)
+]
+Seed = Annotated[int, typer.Option(help="Seed of every random draw the command makes.")]
+
+# ---- compile ----
+Target = Annotated[str, typer.Option(help="openvino, ort-mobile or onnx.", callback=known_target)]
+Quantization = Annotated[QuantizationMode, typer.Option(help="INT8 mode.")]
+QuantizationRecipe = Annotated[
+    Recipe, typer.Option(help="bert-safe, or the quantizer's bare defaults to compare with.")
+]
+CalibrationSamples = Annotated[
+    int,
+    typer.Option(help="Train sentences used to calibrate static INT8.", callback=at_least_one),
+]
+Tokenizer = Annotated[
+    TokenizerMode | None,
+    typer.Option(
+        help="fused: strings in, logits out; separate: a tokenizer model beside the ids-in "
+        "model; none: token ids in. Default: fused where the target's tokenizer converts and "
+        "its ids equal HF's on the task's sentences and a hard set; otherwise token ids in, "
+        "with a note saying why.",
+        show_default=False,
+    ),
+]
+MaxDrop = Annotated[
+    float,
+    typer.Option(
+        help="Fail (exit 12) if the headline metric drops by more points.", callback=points
+    ),
+]
+
+# ---- runtimes ----
+RuntimeThreads = Annotated[
+    int | None,
+    typer.Option(
+        help="Threads of the artifact's runtime only (default: the runtime's own).",
+        callback=at_least_one,
+    ),
+]
+ReferenceThreads = Annotated[
+    int | None,
+    typer.Option(
+        help="torch threads of the fp32 reference (default: verify's own).",
+        callback=at_least_one,
+    ),
+]
+BatchSize = Annotated[int, typer.Option(help="Training batch size.", callback=at_least_one)]
+
+# ---- training ----
+LearningRate = Annotated[float, typer.Option(help="AdamW peak learning rate.", callback=positive)]
+Epochs = Annotated[int, typer.Option(help="Epochs (unless --max-steps).", callback=at_least_one)]
+MaxSteps = Annotated[
+    int | None,
+    typer.Option(help="Optimizer steps; overrides --epochs (a CPU budget).", callback=at_least_one),
+]
+TrainSamples = Annotated[
+    int | None, typer.Option(help="Seeded train sample size.", callback=at_least_one)
+]
+TorchThreads = Annotated[int | None, typer.Option(help="torch CPU threads.", callback=at_least_one)]
+KeepLayers = Annotated[
+    int | None,
+    typer.Option(
+        help="Keep N of the checkpoint's encoder layers (uniform, e.g. 6 -> 3).",
+        callback=at_least_one,
+    ),
+]
+StudentLayersAlias = Annotated[
+    int | None, typer.Option("--student-layers", hidden=True, callback=at_least_one)
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        help="Continue from the last epoch checkpoint in OUT.checkpoints/.", show_default=False
+    ),
+]
+KeepCheckpoints = Annotated[
+    bool, typer.Option(help="Keep OUT.checkpoints/ after a successful run.", show_default=False)
+]

@@ -1,0 +1,88 @@
+"""Where the CLI writes: results on stdout, progress and notes on stderr.
+
+Progress is one plain line per stage on stderr, whether or not stderr is a terminal (a CI log
+should show what a long command is doing); a terminal also gets a spinner. Libraries print their
+own progress to stdout (NNCF's bars and log), so stdout is sent to stderr while a stage runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from bertc.compiler.core.progress import Progress
+from rich.console import Console
+
+stderr = Console(stderr=True)
+stdout = Console(soft_wrap=True)
+
+COMPILE_STAGES = {
+    "load": "loading checkpoint",
+    "export": "exporting to ONNX",
+    "parity": "checking parity with PyTorch",
+    "tokenizer": "converting the tokenizer, checking its ids against HF",
+    "quantize": "quantizing to INT8",
+    "package": "writing artifact",
+    "gate": "verifying the staged artifact (--verify)",
+}
+
+
+def print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def note(message: str) -> None:
+    """A note the user must see even with --json (e.g. the artifact takes token ids)."""
+    stderr.print(f"note: {message}", highlight=False, soft_wrap=True)
+
+
+class StageLines:
+    """`progress(stage)`: one line per stage on stderr, and the spinner's text on a terminal.
+
+    Away from a terminal the first stage's line waits until the second stage starts: the first
+    stage reads and checks the inputs, and a bad input should leave exactly its one error line.
+    """
+
+    def __init__(
+        self, labels: Mapping[str, str], status: Any = None, terminal: bool | None = None
+    ) -> None:
+        self.labels = labels
+        self.status = status
+        self.terminal = stderr.is_terminal if terminal is None else terminal
+        self.held: str | None = None
+        self.started = False
+
+    def __call__(self, stage: str) -> None:
+        label = self.labels.get(stage, stage)
+        if self.status is not None:
+            self.status.update(label)
+        if self.terminal:
+            self._write(label)
+        elif not self.started:
+            self.held = label
+        else:
+            if self.held is not None:
+                self._write(self.held)
+                self.held = None
+            self._write(label)
+        self.started = True
+
+    def _write(self, label: str) -> None:
+        if self.terminal:
+            stderr.print(f"• {label}", highlight=False, soft_wrap=True)
+        else:
+            print(f"• {label}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def progress(
+    label: str, labels: Mapping[str, str] | None = None, spinner: bool = True
+) -> Iterator[Progress]:
+    """The progress callback of a long command. `spinner=False` where the command draws its own
+    bar (training's tqdm)."""
+    status = stderr.status(label) if spinner else contextlib.nullcontext()
+    with status as shown, contextlib.redirect_stdout(sys.stderr):
+        yield StageLines(labels or {}, shown)
