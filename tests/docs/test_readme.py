@@ -46,14 +46,6 @@ TINY_BUDGETS = (
 )
 # Spellings that land with the cli/loader branches being merged in parallel: commands or
 # snippets that use them are expected to fail here until then (remove the marks after merging).
-PENDING_SPELLINGS = (
-    r"--reference-threads",  # bertc verify's reference-model threads (cli branch)
-    r"bertc --version",  # the version flag (cli branch)
-    r"bertc distill .*--keep-layers",  # distill's canonical name for --student-layers (cli)
-    r"bertc\.targets\.loader",  # the runtime-only loader module (loader branch)
-    r"from bertc\.compiler import",  # the lazy public Python API (compile_artifact, ...)
-)
-PENDING_REASON = "lands with the cli/loader branches"
 
 
 @dataclass(frozen=True)
@@ -125,13 +117,8 @@ def split_setup(command: str) -> tuple[str, str]:
     return setup, command[len(setup) + len(" && ") :]
 
 
-def _pending(text: str) -> bool:
-    return any(re.search(pattern, text) for pattern in PENDING_SPELLINGS)
-
-
 def _param(text: str, name: str):
-    marks = [pytest.mark.xfail(strict=False, reason=PENDING_REASON)] if _pending(text) else []
-    return pytest.param(text, id=name, marks=marks)
+    return pytest.param(text, id=name)
 
 
 def _command_id(index: int, command: str) -> str:
