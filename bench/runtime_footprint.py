@@ -8,7 +8,9 @@ numpy (pip, from the configured registry), vendors `targets/loader.py` as `bertc
 beside `examples/classify.py`, and runs the example as a new process: wall time from process start
 to the printed label (cold start: interpreter, imports, model load and compile, one inference)
 and the process's peak RSS (`os.wait4`'s ru_maxrss). Install size is the environment's
-site-packages on disk, pip and setuptools excluded.
+site-packages on disk, pip and setuptools excluded. The same artifact through `bertc run`
+(bertc's own environment, the interpreter running this script) is timed the same way, and the
+ratio to the runtime-only app is the last column (issue: `bertc run` <= 1.5x the app's).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {
-    "openvino": ["openvino==2026.4.1.*", "openvino-tokenizers==2026.4.1.*", "numpy"],
-    "onnxruntime": ["onnxruntime==1.32.*", "onnxruntime-extensions==0.15.2", "numpy"],
+    # tokenizers: an ids-in artifact tokenizes with its shipped tokenizer.json.
+    "openvino": ["openvino==2026.4.1.*", "openvino-tokenizers==2026.4.1.*", "numpy", "tokenizers"],
+    "onnxruntime": ["onnxruntime==1.32.*", "onnxruntime-extensions==0.15.2", "numpy", "tokenizers"],
 }
 TARGET_RUNTIME = {"openvino": "openvino", "ort-mobile": "onnxruntime", "onnx": "onnxruntime"}
 SENTENCE = "a gorgeous, witty, seductive movie."
@@ -67,20 +70,28 @@ def installed(env: Path) -> list[str]:
 
 
 def cold_start(env: Path, app: Path, artifact: Path) -> tuple[float, int, str]:
-    """Seconds from spawn to exit, peak RSS in bytes, and what the app printed."""
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [str(env / "bin" / "python"), str(app / "classify.py"), str(artifact), SENTENCE],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=app,
+    """The runtime-only app: seconds from spawn to exit, peak RSS in bytes, what it printed."""
+    return timed(
+        [str(env / "bin" / "python"), str(app / "classify.py"), str(artifact), SENTENCE], app
     )
+
+
+def bertc_run_cold_start(artifact: Path) -> tuple[float, int, str]:
+    """`bertc run ARTIFACT SENTENCE` in bertc's environment, timed like the app."""
+    bertc = Path(sys.executable).with_name("bertc")
+    return timed([str(bertc), "run", str(artifact), SENTENCE], REPO)
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, int, str]:
+    """Seconds from spawn to exit, peak RSS in bytes, and what the process printed."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
     output = process.stdout.read().decode().strip()
     error = process.stderr.read().decode().strip()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{app / 'classify.py'} failed: {error[-500:]}")
+        raise RuntimeError(f"{command[:2]} failed: {error[-500:]}")
     return seconds, usage.ru_maxrss * 1024, output
 
 
@@ -91,8 +102,13 @@ def measure(target: str, artifact: Path, root: Path, runs: int) -> dict:
     app.mkdir()
     shutil.copyfile(REPO / "targets" / "loader.py", app / "bertc_runtime.py")
     shutil.copyfile(REPO / "examples" / "classify.py", app / "classify.py")
-    cold_start(env, app, artifact.resolve())  # first run also fills the OS page cache
-    results = [cold_start(env, app, artifact.resolve()) for _ in range(runs)]
+    cold_start(env, app, artifact.resolve())  # first runs also fill the OS page cache
+    bertc_run_cold_start(artifact.resolve())
+    results, bertc_results = [], []
+    for _ in range(runs):  # interleaved, so a slow spell of the machine hits both
+        results.append(cold_start(env, app, artifact.resolve()))
+        bertc_results.append(bertc_run_cold_start(artifact.resolve()))
+    bertc_median = statistics.median(s for s, _, _ in bertc_results)
     return {
         "target": target,
         "artifact": str(artifact),
@@ -102,6 +118,11 @@ def measure(target: str, artifact: Path, root: Path, runs: int) -> dict:
         "cold_start_median_s": round(statistics.median(s for s, _, _ in results), 3),
         "peak_rss_bytes": max(rss for _, rss, _ in results),
         "output": results[-1][2],
+        "bertc_run_s": [round(seconds, 3) for seconds, _, _ in bertc_results],
+        "bertc_run_median_s": round(bertc_median, 3),
+        "bertc_run_peak_rss_bytes": max(rss for _, rss, _ in bertc_results),
+        "bertc_run_output": bertc_results[-1][2],
+        "bertc_run_to_app": round(bertc_median / statistics.median(s for s, _, _ in results), 2),
     }
 
 
@@ -122,15 +143,19 @@ def main() -> None:
         return
     print(f"sentence: {SENTENCE!r}\n")
     print(
-        "| target | packages | install (site-packages) | cold start (median) | peak RSS | printed |"
+        "| target | packages | install (site-packages) | app cold start (median) | app peak RSS "
+        "| printed | `bertc run` cold start | `bertc run` peak RSS | printed | bertc run / app |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['target']} | {', '.join(row['packages'])} | "
             f"{row['install_bytes'] / 2**20:.0f} MiB | {row['cold_start_median_s']:.2f} s "
             f"({', '.join(map(str, row['cold_start_s']))}) | "
-            f"{row['peak_rss_bytes'] / 2**20:.0f} MiB | {row['output']} |"
+            f"{row['peak_rss_bytes'] / 2**20:.0f} MiB | {row['output']} | "
+            f"{row['bertc_run_median_s']:.2f} s ({', '.join(map(str, row['bertc_run_s']))}) | "
+            f"{row['bertc_run_peak_rss_bytes'] / 2**20:.0f} MiB | "
+            f"{row['bertc_run_output'].replace(chr(9), ' ')} | {row['bertc_run_to_app']:.2f}x |"
         )
 
 

@@ -1,4 +1,5 @@
-"""Any bertc artifact with its tokenizer inside, through the vendorable loader.
+"""Any bertc artifact, through the vendorable loader (an ids-in artifact tokenizes with its
+shipped `tokenizer/tokenizer.json` through the small `tokenizers` package).
 
 Copy `targets/loader.py` into your app as `bertc_runtime.py` (it needs numpy and one
 runtime's two packages), or use it from an installed bertc as `bertc.targets.loader`.

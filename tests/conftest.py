@@ -86,6 +86,20 @@ def compile_once(tmp_path_factory: pytest.TempPathFactory, glue_data_dir: Path) 
     return build
 
 
+@pytest.fixture
+def artifact_copy(tmp_path: Path) -> Callable[[Path], Path]:
+    """`artifact_copy(path)`: a private copy of a shared artifact, for a test that writes into
+    it (verify's reports/, edits, damage), so no test sees another's writes."""
+    import shutil
+
+    def copy(artifact: Path) -> Path:
+        destination = tmp_path / f"copy-{Path(artifact).parent.name}-{Path(artifact).name}"
+        shutil.copytree(artifact, destination)
+        return destination
+
+    return copy
+
+
 def bertc_command() -> list[str]:
     """The console script installed beside this interpreter, else `python -m`."""
     script = Path(sys.executable).with_name("bertc")

@@ -225,14 +225,17 @@ def test_unconvertible_tokenizer(tmp_path, tiny_classifier, glue_data_dir, monke
     assert not (tmp_path / "explicit").exists()
 
 
-def test_verify_scores_the_in_graph_tokenizer(compile_once, tiny_classifier, glue_data_dir):
+def test_verify_scores_the_in_graph_tokenizer(
+    compile_once, tiny_classifier, glue_data_dir, artifact_copy
+):
+    """(verify writes reports/ into the artifact: it runs on private copies.)"""
     from bertc.compiler.verify import verify_artifact
 
     fused = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.FUSED)
     ids_in = compile_once(tiny_classifier, "openvino")
     reports = [
         verify_artifact(
-            result.artifact_dir,
+            artifact_copy(result.artifact_dir),
             "sst2",
             data_dir=glue_data_dir,
             threads=1,
