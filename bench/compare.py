@@ -218,11 +218,11 @@ def load_runner(variant: Variant, threads: int) -> tuple[Runner, str]:
 
         return run_torch, "fp32"
     if variant.family == "bertc":
-        from bertc.targets import get_target
+        from bertc.targets.loader import load_ids  # the loader apps use
 
         artifact = Path(variant.path)
         manifest = json.loads((artifact / "manifest.json").read_text(encoding="utf-8"))
-        runner = get_target(manifest["target"]).load(artifact, manifest, threads)
+        runner = load_ids(artifact, threads)
         precision = (
             manifest["runtime"].get("compile_config", {}).get("INFERENCE_PRECISION_HINT", "fp32")
         )
@@ -535,12 +535,19 @@ def main() -> None:
     runners = {}
     for variant in variants:
         runners[variant.name], variant.precision = load_runner(variant, args.threads)
+    from bertc.calibration import compute_metrics, get_task
+
+    task = get_task(args.task)
+
+    def headline(predicted: np.ndarray) -> float:  # the task's own metric, as verify scores it
+        return compute_metrics(task, predicted, dev.labels)[task.headline_metric]
+
     reference = predictions(runners["PyTorch fp32"], dev)
-    reference_metric = float(np.mean(reference == dev.labels))
+    reference_metric = headline(reference)
     for variant in variants:
         print(f"scoring {variant.name}", file=sys.stderr, flush=True)
         predicted = predictions(runners[variant.name], dev)
-        variant.metric = float(np.mean(predicted == dev.labels))
+        variant.metric = headline(predicted)
         variant.delta_points = 100 * (variant.metric - reference_metric)
         variant.agreement = float(np.mean(predicted == reference))
     rounds = latency_rounds(runners, dev, args.rounds)
