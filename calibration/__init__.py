@@ -6,6 +6,7 @@ from bertc.calibration.readers import (
     load_examples,
     read_glue_tsv,
     read_hf_glue,
+    single_sentences,
     split_path,
 )
 from bertc.calibration.sampling import sample_examples
@@ -25,5 +26,6 @@ __all__ = [
     "read_hf_glue",
     "resolve_task",
     "sample_examples",
+    "single_sentences",
     "split_path",
 ]

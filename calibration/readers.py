@@ -36,6 +36,17 @@ class Example:
     line: int  # 1-based line in the TSV (row number for HF data)
 
 
+def single_sentences(examples: Sequence[Example]) -> list[Example]:
+    """Each text of each example on its own, in order (a pair gives two): what a sentence encoder
+    embeds, one text at a time, for a pair task such as STS-B."""
+    return [
+        Example(text, None, example.label, example.line)
+        for example in examples
+        for text in (example.text_a, example.text_b)
+        if text is not None
+    ]
+
+
 class _BadRow(ValueError):
     """A row that cannot become an Example; the message says why."""
 

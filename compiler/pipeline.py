@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bertc.calibration import Example, GlueTask, load_examples, resolve_task, sample_examples
+from bertc.calibration import (
+    Example,
+    GlueTask,
+    load_examples,
+    resolve_task,
+    sample_examples,
+    single_sentences,
+)
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import (
     DataError,
@@ -39,6 +46,7 @@ from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
 from bertc.compiler.loading import (
     DEFAULT_MAX_SEQUENCE_LENGTH,
+    HEAD_ENCODER,
     LoadedModel,
     load_model,
     read_config,
@@ -122,6 +130,8 @@ def compile_model(
     )
     task = resolve_task(options.task, loaded.config.get("finetuning_task"))
     calibration = calibration_examples(task, options, target)
+    if loaded.head == HEAD_ENCODER:
+        calibration = single_sentences(calibration)[: options.calibration_samples]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -184,7 +194,7 @@ def choose_tokenizer(
     ids_in: dict[str, Any] = {
         "mode": TokenizerMode.NONE.value,
         "inputs": "token ids",
-        "pair": is_pair_task(task),
+        "pair": takes_pairs(loaded, task),
         "text_in": "bertc.targets.loader tokenizes with tokenizer/tokenizer.json (tokenizers)",
     }
     mode = TokenizerMode.FUSED if options.tokenizer is None else options.tokenizer
@@ -192,7 +202,7 @@ def choose_tokenizer(
         return None, ids_in, None
     explicit = options.tokenizer is not None
     request = TokenizerRequest(
-        mode, loaded.tokenizer, loaded.max_sequence_length, is_pair_task(task)
+        mode, loaded.tokenizer, loaded.max_sequence_length, takes_pairs(loaded, task)
     )
     try:
         in_graph = target.tokenizer_graph(request)
@@ -227,15 +237,23 @@ def is_pair_task(task: GlueTask | None) -> bool:
     return task is not None and len(task.text_columns) == 2
 
 
+def takes_pairs(loaded: LoadedModel, task: GlueTask | None) -> bool:
+    """A classifier of a pair task takes two texts; a sentence encoder embeds one text at a time,
+    whatever task's sentences it is calibrated (or verified) on."""
+    return loaded.head != HEAD_ENCODER and is_pair_task(task)
+
+
 def tokenizer_parity(
     loaded: LoadedModel, in_graph, task: GlueTask | None, options: CompileOptions
 ) -> TokenizerParity:
     """In-graph ids vs HF ids on the task's dev sentences (or the built-in set) and the hard set."""
-    pair = is_pair_task(task)
+    pair = takes_pairs(loaded, task)
     sets: dict[str, list[TextPair]] = {}
     if task is not None:
         try:
             dev = load_examples(task, "dev", options.data_dir)
+            if loaded.head == HEAD_ENCODER:
+                dev = single_sentences(dev)
             sets[f"{task.name}-dev"] = [(e.text_a, e.text_b) for e in dev]
         except DataError:
             pass
@@ -276,8 +294,8 @@ def calibration_examples(
         if not required:
             return []
         raise UsageError(
-            "static INT8 needs calibration sentences: pass --task (e.g. sst2) and --data-dir "
-            "(a glue_data folder), or use --quantization dynamic"
+            "static INT8 needs calibration sentences: pass --task (e.g. sst2; stsb for a "
+            "sentence encoder) and --data-dir (a glue_data folder), or use --quantization dynamic"
         )
     try:
         examples = load_examples(task, "train", options.data_dir)

@@ -1,4 +1,5 @@
-"""`bertc run`: label text with an artifact through `bertc.targets.loader` alone.
+"""`bertc run`: label text with an artifact through `bertc.targets.loader` alone; a sentence
+encoder gives each text's embedding, or each pair's cosine similarity.
 
 Nothing here imports torch or transformers, so `bertc run` starts as fast as the runtime does.
 """
@@ -8,9 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from bertc.compiler.core.errors import ArtifactError, DataError, UsageError
 from bertc.compiler.core.manifest import check_integrity, read_manifest
+
+# Values of an embedding shown on its human line (--json gives them all).
+SHOWN_EMBEDDING_VALUES = 5
+# Decimals kept in --json: float32 holds about seven significant digits.
+JSON_DECIMALS = 6
 
 
 def read_inputs(
@@ -40,7 +48,8 @@ def read_inputs(
 def run_artifact(
     artifact: Path, texts: list[str], pairs: list[str] | None, threads: int | None, as_json: bool
 ) -> Iterator[str]:
-    """One output line per example: `label<TAB>score` or a JSON object."""
+    """One output line per example: `label<TAB>score` or a JSON object; for a sentence encoder
+    the text's embedding, or with a second text the pair's cosine similarity."""
     from bertc.targets.loader import ArtifactLoadError, load
 
     check_integrity(artifact, read_manifest(artifact))
@@ -48,6 +57,9 @@ def run_artifact(
         model = load(artifact, threads)
     except ArtifactLoadError as error:
         raise ArtifactError(str(error)) from error
+    if model.head == "encoder":
+        yield from _encoder_lines(model, texts, pairs, as_json)
+        return
     if model.pair and pairs is None:
         raise UsageError(f"{artifact} takes two texts (a sentence pair) per example")
     if not model.pair and pairs is not None:
@@ -75,3 +87,45 @@ def run_artifact(
             yield f"{prediction.scores[0]:.4f}"
         else:
             yield f"{prediction.label}\t{max(prediction.scores):.4f}"
+
+
+def _encoder_lines(
+    model: Any, texts: list[str], pairs: list[str] | None, as_json: bool
+) -> Iterator[str]:
+    """Each text's embedding, or each pair's cosine similarity (the loader's `similarity`)."""
+    try:
+        if pairs is not None:
+            for text, text_pair in zip(texts, pairs, strict=True):
+                similarity = model.similarity(text, text_pair)
+                yield (
+                    json.dumps(
+                        {
+                            "text": text,
+                            "text_pair": text_pair,
+                            "cosine_similarity": round(similarity, JSON_DECIMALS),
+                        },
+                        ensure_ascii=False,
+                    )
+                    if as_json
+                    else f"cosine similarity {similarity:.4f}"
+                )
+            return
+        embeddings = model.embed(texts).astype(np.float64)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    for text, embedding in zip(texts, embeddings, strict=True):
+        yield (
+            json.dumps(
+                {"text": text, "embedding": [round(float(v), JSON_DECIMALS) for v in embedding]},
+                ensure_ascii=False,
+            )
+            if as_json
+            else _embedding_line(embedding)
+        )
+
+
+def _embedding_line(embedding: np.ndarray) -> str:
+    """`dim 384<TAB>norm 5.1234<TAB>[0.0123, -0.0456, ...]`: enough to see it is there."""
+    shown = ", ".join(f"{value:.4f}" for value in embedding[:SHOWN_EMBEDDING_VALUES])
+    more = ", ..." if len(embedding) > SHOWN_EMBEDDING_VALUES else ""
+    return f"dim {len(embedding)}\tnorm {np.linalg.norm(embedding):.4f}\t[{shown}{more}]"

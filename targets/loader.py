@@ -374,7 +374,7 @@ class _OnnxRuntimeBackend:
                 pair = None if pairs is None else pairs[index]
                 strings = np.array([text] if pair is None else [text, pair])
                 rows.append(self.session.run(None, {self.text_input: strings}))
-            return [np.concatenate(column, axis=0) for column in zip(*rows, strict=True)]
+            return _stack_rows(rows)
         return _one_at_a_time(self, texts, pairs)
 
 
@@ -385,7 +385,23 @@ def _one_at_a_time(backend: Any, texts: list[str], pairs: list[str] | None) -> l
         backend.run_ids(backend.encode(text, None if pairs is None else pairs[index]))
         for index, text in enumerate(texts)
     ]
-    return [np.concatenate(column, axis=0) for column in zip(*rows, strict=True)]
+    return _stack_rows(rows)
+
+
+def _stack_rows(rows: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each output of examples run alone, stacked along the first axis; an output with a sequence
+    axis (an encoder's last_hidden_state) is right-padded with zeros to the longest example, as a
+    padded batch would give it."""
+    stacked = []
+    for column in zip(*rows, strict=True):
+        if len({part.shape[1:] for part in column}) > 1:
+            longest = max(part.shape[1] for part in column)
+            column = tuple(
+                np.pad(part, [(0, 0), (0, longest - part.shape[1])] + [(0, 0)] * (part.ndim - 2))
+                for part in column
+            )
+        stacked.append(np.concatenate(column, axis=0))
+    return stacked
 
 
 def _text_side(manifest: dict[str, Any], mode: str) -> tuple[bool, str]:

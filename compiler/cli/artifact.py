@@ -224,7 +224,8 @@ def verify_command(
 ) -> None:
     """Score an artifact against its fp32 model on a GLUE dev set; fail if it lost too much.
 
-    --json prints the report.
+    A sentence encoder is scored on stsb: Spearman of the cosine similarity of each pair's
+    embeddings against the gold scores. --json prints the report.
     """
     from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
 
@@ -253,9 +254,10 @@ def verify_command(
 
 def run_command(
     artifact: Annotated[Path, typer.Argument(help="Artifact compiled with its tokenizer inside.")],
-    text: Annotated[str | None, typer.Argument(help="The text to label.")] = None,
+    text: Annotated[str | None, typer.Argument(help="The text to label (or embed).")] = None,
     text_pair: Annotated[
-        str | None, typer.Argument(help="Second text, for a sentence-pair artifact.")
+        str | None,
+        typer.Argument(help="Second text: a sentence-pair artifact's, or for an encoder's cosine."),
     ] = None,
     file: Annotated[
         Path | None,
@@ -264,7 +266,11 @@ def run_command(
     threads: RuntimeThreads = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
 ) -> None:
-    """Label text with the artifact on its runtime alone (no torch, no transformers)."""
+    """Label text with the artifact on its runtime alone (no torch, no transformers).
+
+    A sentence encoder prints each text's embedding (dimension, norm, first values; --json: all
+    of them), or with two texts (a tab-separated pair per --file line) their cosine similarity.
+    """
     from bertc.compiler.running import read_inputs, run_artifact
 
     texts, pairs = read_inputs(text, text_pair, file)

@@ -6,6 +6,8 @@ length. The report gives each metric for both, the delta in points with a paired
 CI, how often the two predict alike, how far the logits moved, batch-1 latency and batched
 throughput, size, and the machines involved; it is written into the artifact's reports folder
 (outside the integrity check), and the gate then fails if the headline metric dropped too far.
+A sentence encoder is scored on stsb: Spearman of the cosine of each pair's two embeddings, and
+in place of agreement, the cosine between the artifact's and fp32's embedding of each sentence.
 
 The modules, in the order a verify uses them:
     checks      preconditions: settings, the task fits the artifact and the reference
@@ -36,12 +38,17 @@ _EXPORTS = {
     "OutputError": "model",
     "RunEnvironment": "model",
     "VerifyReport": "model",
+    "ENCODER_HEADLINE_METRIC": "checks",
+    "ENCODER_TASK": "checks",
     "artifact_label_count": "checks",
+    "is_encoder": "checks",
     "check_reference_fits": "checks",
     "check_settings": "checks",
     "check_task_fits": "checks",
     "task_labels": "checks",
     "DEFAULT_REFERENCE_THREADS": "reference",
+    "SENTENCE_EMBEDDING": "reference",
+    "compared_output_index": "reference",
     "load_reference": "reference",
     "reference_thread_count": "reference",
     "run_reference": "reference",
@@ -61,6 +68,9 @@ _EXPORTS = {
     "DEFAULT_BOOTSTRAP_SAMPLES": "statistics",
     "LISTED_DISAGREEMENTS": "statistics",
     "compare_metrics": "statistics",
+    "embedding_agreement": "statistics",
+    "pair_cosines": "statistics",
+    "row_cosines": "statistics",
     "output_error": "statistics",
     "paired_bootstrap": "statistics",
     "prediction_agreement": "statistics",

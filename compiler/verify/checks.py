@@ -47,14 +47,28 @@ def artifact_label_count(manifest: Mapping[str, Any]) -> int:
     return len(model.get("labels") or {})
 
 
+# The one task a sentence encoder is scored on: Spearman of its pairs' embedding cosines.
+ENCODER_TASK = "stsb"
+ENCODER_HEADLINE_METRIC = "spearman"
+
+
+def is_encoder(manifest: Mapping[str, Any]) -> bool:
+    """Whether the artifact is a sentence encoder (embeddings out, no task head)."""
+    return manifest["model"]["head"] == HEAD_ENCODER
+
+
 def check_task_fits(manifest: Mapping[str, Any], task: GlueTask, artifact_dir: Path) -> None:
-    """Refuse a bare encoder, and a task whose label count the head cannot produce."""
+    """Refuse a task other than stsb for a bare encoder, and a task whose label count the head
+    cannot produce."""
     head = manifest["model"]["head"]
     if head == HEAD_ENCODER:
-        raise UsageError(
-            f"{artifact_dir} is a bare encoder (sentence embeddings, no task head): verify "
-            "scores a classifier or regression artifact on a GLUE task"
-        )
+        if task.name != ENCODER_TASK:
+            raise UsageError(
+                f"{artifact_dir} is a bare encoder (sentence embeddings, no task head): verify "
+                f"scores it on --task {ENCODER_TASK} (cosine similarity of the pairs' embeddings "
+                f"against the gold scores), not {task.name}"
+            )
+        return
     width = artifact_label_count(manifest)
     if width != task.num_labels:
         kind = "a regression score" if task.is_regression else f"{task.num_labels} labels"
@@ -77,8 +91,20 @@ def task_labels(task: GlueTask, examples: Sequence[Example], split: str) -> np.n
     return np.asarray([example.label for example in examples], dtype=dtype)
 
 
-def check_reference_fits(loaded: LoadedModel, task: GlueTask) -> None:
-    """Refuse a reference whose head cannot score the task (an encoder, another label count)."""
+def check_reference_fits(
+    loaded: LoadedModel, task: GlueTask, manifest: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse a reference whose head cannot score the task (an encoder, another label count);
+    for an encoder artifact, a reference that is not an encoder of the same width."""
+    if manifest is not None and is_encoder(manifest):
+        width = int(loaded.config.get("hidden_size", 0))
+        expected = int(manifest["model"]["config"].get("hidden_size", width))
+        if loaded.head != HEAD_ENCODER or width != expected:
+            raise UsageError(
+                f"reference {loaded.source} is a {loaded.head} of width {width}; the artifact is "
+                f"a sentence encoder of width {expected}: pass the fp32 encoder it came from"
+            )
+        return
     width = 1 if loaded.head == HEAD_REGRESSION else len(loaded.label_map or {})
     if loaded.head == HEAD_ENCODER or width != task.num_labels:
         raise UsageError(

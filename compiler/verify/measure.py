@@ -20,7 +20,7 @@ from bertc.compiler.verify.inputs import (
     texts,
 )
 from bertc.compiler.verify.model import Latency
-from bertc.compiler.verify.reference import run_reference
+from bertc.compiler.verify.reference import compared_output_index, run_reference
 
 if TYPE_CHECKING:
     from bertc.calibration import Example
@@ -32,7 +32,10 @@ WARMUP_RUNS = 5
 
 @dataclass(frozen=True)
 class MeasuredOutputs:
-    """Both models' logits on the split, float64 (examples, outputs), and the artifact's timings."""
+    """Both models' logits on the split, float64 (examples, outputs), and the artifact's timings.
+
+    For a sentence encoder the "logits" are its sentence embeddings, one row per sentence.
+    """
 
     reference_logits: np.ndarray
     artifact_logits: np.ndarray
@@ -51,8 +54,8 @@ class TextRunner:
         self.session = model.session
 
     def run(self, inputs: Mapping[str, Any]) -> list[np.ndarray]:
-        """The logits of a batch of texts, as a one-element list like a runtime's outputs."""
-        return [self.model.logits(inputs["texts"], inputs["text_pairs"])]
+        """Every output for a batch of texts, in the manifest's order, like a runtime's."""
+        return self.model.outputs(inputs["texts"], inputs["text_pairs"])
 
 
 def load_runner(artifact_dir: Path, manifest: Mapping[str, Any], threads: int | None) -> Any:
@@ -107,6 +110,7 @@ def run_both(
     torch threads (see `reference.run_reference`).
     """
     max_length = int(manifest["model"]["max_sequence_length"])
+    output = compared_output_index(manifest["model"]["outputs"])
     tokenizer = load_tokenizer(artifact_dir, manifest)
     names = tuple(manifest["model"]["inputs"])
     singles = [encode(tokenizer, [example], max_length, names) for example in examples]
@@ -116,7 +120,7 @@ def run_both(
     precision, runtime_threads = runtime_settings(runner)
     # An artifact with its tokenizer inside gets the raw text, so its own tokenizer is scored.
     artifact_inputs = [texts([example]) for example in examples] if takes_text else singles
-    artifact_logits, seconds = _run_timed(runner, artifact_inputs)
+    artifact_logits, seconds = _run_timed(runner, artifact_inputs, output)
     progress("throughput")
     batches = [
         texts(examples[start : start + batch_size])
@@ -126,7 +130,7 @@ def run_both(
         )
         for start in range(0, len(examples), batch_size)
     ]
-    batched_logits, rate = _throughput(runner, batches, len(examples))
+    batched_logits, rate = _throughput(runner, batches, len(examples), output)
     progress("reference")
     reference_logits = run_reference(loaded, singles, reference_threads)
     lengths = [single["input_ids"].shape[1] for single in singles]
@@ -144,12 +148,14 @@ def run_both(
     )
 
 
-def _logits(outputs: Sequence[np.ndarray]) -> np.ndarray:
-    scores = np.asarray(outputs[0], dtype=np.float64)
+def _logits(outputs: Sequence[np.ndarray], index: int) -> np.ndarray:
+    scores = np.asarray(outputs[index], dtype=np.float64)
     return scores.reshape(scores.shape[0], -1)
 
 
-def _run_timed(runner: Any, singles: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+def _run_timed(
+    runner: Any, singles: Sequence[Mapping[str, Any]], output: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Each example alone; the first few runs again first, untimed, so warm-up is not measured."""
     for single in singles[:WARMUP_RUNS]:
         runner.run(single)
@@ -158,18 +164,18 @@ def _run_timed(runner: Any, singles: Sequence[Mapping[str, Any]]) -> tuple[np.nd
         start = time.perf_counter()
         outputs = runner.run(single)
         seconds.append(time.perf_counter() - start)
-        logits.append(_logits(outputs))
+        logits.append(_logits(outputs, output))
     return np.concatenate(logits), np.asarray(seconds)
 
 
 def _throughput(
-    runner: Any, batches: Sequence[Mapping[str, Any]], count: int
+    runner: Any, batches: Sequence[Mapping[str, Any]], count: int, output: int
 ) -> tuple[np.ndarray, float]:
     """Sentences per second over the whole split in padded batches, after one warm-up batch."""
     runner.run(batches[0])
     logits = []
     start = time.perf_counter()
     for batch in batches:
-        logits.append(_logits(runner.run(batch)))
+        logits.append(_logits(runner.run(batch), output))
     elapsed = time.perf_counter() - start
     return np.concatenate(logits), count / elapsed

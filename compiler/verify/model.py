@@ -26,17 +26,23 @@ class MetricDelta:
 
 @dataclass(frozen=True)
 class Agreement:
-    """How alike the two models predict: the rate for classes, Pearson's r for regression scores."""
+    """How alike the two models predict: the rate for classes, Pearson's r for regression scores
+    (for a sentence encoder: of the pairs' cosine similarities, and how close each sentence's
+    embedding stays to fp32's as the cosine between the two)."""
 
     rate: float | None
     prediction_pearson: float | None
     disagreements: int | None
     disagreement_lines: tuple[int, ...] = ()
+    embedding_cosine_mean: float | None = None
+    embedding_cosine_min: float | None = None
+    embedded_sentences: int | None = None
 
 
 @dataclass(frozen=True)
 class OutputError:
-    """Artifact logits minus reference logits over every example and output."""
+    """Artifact logits minus reference logits over every example and output (for a sentence
+    encoder: its sentence embeddings, over every sentence and dimension)."""
 
     max_abs: float
     mean_abs: float
@@ -109,6 +115,8 @@ class VerifyReport:
     gate: GateResult
     report_files: tuple[str, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The model output both runs compared: "logits", or a sentence encoder's "sentence_embedding".
+    compared_output: str = "logits"
 
     @property
     def headline(self) -> MetricDelta:

@@ -14,6 +14,8 @@ import numpy as np
 from bertc.compiler.core.errors import ModelFileError, ModelNotFoundError
 from bertc.compiler.loading import LoadedModel, load_model
 
+# A sentence encoder is compared on this output (its other, last_hidden_state, varies in length).
+SENTENCE_EMBEDDING = "sentence_embedding"
 # Untimed, so one thread unless told: on a busy machine torch's default pool oversubscribes the
 # cores and ran MiniLM-L6 at 2 threads ten times slower than at one (measured here).
 DEFAULT_REFERENCE_THREADS = 1
@@ -62,6 +64,12 @@ def _recorded_hashes(source: Mapping[str, Any]) -> dict[str, str]:
     return {weight["name"]: weight["sha256"] for weight in source.get("weights", [])}
 
 
+def compared_output_index(output_names: Sequence[str]) -> int:
+    """Which output verify compares: a sentence encoder's embedding, else the first (logits)."""
+    names = list(output_names)
+    return names.index(SENTENCE_EMBEDDING) if SENTENCE_EMBEDDING in names else 0
+
+
 def reference_thread_count(reference_threads: int | None) -> int:
     """The torch threads the reference runs with: `reference_threads`, else the default (one)."""
     return reference_threads or DEFAULT_REFERENCE_THREADS
@@ -72,7 +80,8 @@ def run_reference(
     singles: Sequence[Mapping[str, np.ndarray]],
     reference_threads: int | None = None,
 ) -> np.ndarray:
-    """fp32 PyTorch on the same token ids, one example at a time: float64 (examples, outputs).
+    """fp32 PyTorch on the same token ids, one example at a time: float64 (examples, outputs);
+    a sentence encoder's embeddings (examples, hidden).
 
     Runs at `reference_thread_count(reference_threads)` torch threads and restores torch's
     previous count afterwards, so the caller's setting survives a verify.
@@ -86,7 +95,10 @@ def run_reference(
         with torch.inference_mode():
             for single in singles:
                 tensors = [torch.from_numpy(single[name]) for name in loaded.input_names]
-                logits.append(loaded.module(*tensors).double().reshape(1, -1).numpy())
+                outputs = loaded.module(*tensors)
+                if isinstance(outputs, tuple | list):  # an encoder: (last_hidden_state, embedding)
+                    outputs = outputs[compared_output_index(loaded.output_names)]
+                logits.append(outputs.double().reshape(1, -1).numpy())
     finally:
         torch.set_num_threads(previous)
     return np.concatenate(logits)

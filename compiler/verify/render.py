@@ -41,6 +41,13 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 def _agreement(report: VerifyReport) -> str:
     agreement = report.agreement
+    if agreement.embedding_cosine_mean is not None:
+        return (
+            f"embedding cosine vs fp32 mean {_number(agreement.embedding_cosine_mean, 6)}, "
+            f"min {_number(agreement.embedding_cosine_min, 6)} over "
+            f"{agreement.embedded_sentences} sentences; Pearson r of the pair similarities "
+            f"{_number(agreement.prediction_pearson, 6)}"
+        )
     if agreement.rate is None:
         return (
             f"n/a (regression); Pearson r of predictions {_number(agreement.prediction_pearson, 6)}"
@@ -69,13 +76,17 @@ def summary_rows(report: VerifyReport) -> list[tuple[str, str]]:
     environment = report.environment
     latency = report.latency
     error = report.output_error
+    compared = "logit" if report.compared_output == "logits" else "embedding"
     return [
         ("prediction agreement", _agreement(report)),
         (
-            "logit error vs fp32",
+            f"{compared} error vs fp32",
             f"max {error.max_abs:.4g}, mean {error.mean_abs:.4g}, rmse {error.rmse:.4g}",
         ),
-        ("padded batch vs batch 1", f"max abs logit difference {error.batch_padding_max_abs:.3g}"),
+        (
+            "padded batch vs batch 1",
+            f"max abs {compared} difference {error.batch_padding_max_abs:.3g}",
+        ),
         (
             "batch-1 latency",
             f"median {latency.batch1_median_ms:.2f} ms, p90 {latency.batch1_p90_ms:.2f} ms "

@@ -17,16 +17,30 @@ from bertc.calibration.metrics import predictions_from_logits
 from bertc.compiler.core.errors import ArtifactError
 from bertc.compiler.core.files import write_text_atomically
 from bertc.compiler.core.manifest import REPORTS_DIR, host_description, toolchain_versions
+from bertc.compiler.verify.checks import ENCODER_HEADLINE_METRIC, is_encoder
 from bertc.compiler.verify.gate import apply_gate
 from bertc.compiler.verify.model import RunEnvironment, VerifyReport
-from bertc.compiler.verify.reference import DEFAULT_REFERENCE_THREADS
+from bertc.compiler.verify.reference import DEFAULT_REFERENCE_THREADS, SENTENCE_EMBEDDING
 from bertc.compiler.verify.render import render_markdown, report_to_json
-from bertc.compiler.verify.statistics import compare_metrics, output_error, prediction_agreement
+from bertc.compiler.verify.statistics import (
+    compare_metrics,
+    embedding_agreement,
+    output_error,
+    pair_cosines,
+    prediction_agreement,
+)
 
 if TYPE_CHECKING:
     from bertc.calibration import Example
     from bertc.compiler.loading import LoadedModel
     from bertc.compiler.verify.measure import MeasuredOutputs
+
+
+ENCODER_NOTE = (
+    "a sentence encoder: each sentence is embedded alone; a pair's score is the cosine "
+    "similarity of its two embeddings, and Spearman's rank correlation with the gold scores "
+    "is the headline (Pearson's r is shown too)"
+)
 
 
 def report_paths(task: GlueTask) -> tuple[str, str]:
@@ -53,14 +67,36 @@ def build_report(
 ) -> VerifyReport:
     """Score both models' logits against `labels` (shape (examples,)), compare, and judge.
 
+    For a sentence encoder the outputs are its embeddings of each example's two sentences
+    (a0, b0, a1, b1, ...): a pair's prediction is their cosine similarity, the headline metric
+    Spearman's rank correlation, and agreement the cosine between the two models' embeddings.
     `reference_threads` is the torch thread count the reference actually ran with.
     """
-    reference_predictions = predictions_from_logits(task, outputs.reference_logits)
-    artifact_predictions = predictions_from_logits(task, outputs.artifact_logits)
+    encoder = is_encoder(manifest)
+    if encoder:
+        reference_predictions = pair_cosines(outputs.reference_logits)
+        artifact_predictions = pair_cosines(outputs.artifact_logits)
+        headline_metric = ENCODER_HEADLINE_METRIC
+        agreement = embedding_agreement(
+            outputs.reference_logits,
+            outputs.artifact_logits,
+            reference_predictions,
+            artifact_predictions,
+        )
+    else:
+        reference_predictions = predictions_from_logits(task, outputs.reference_logits)
+        artifact_predictions = predictions_from_logits(task, outputs.artifact_logits)
+        headline_metric = task.headline_metric
+        agreement = prediction_agreement(
+            task,
+            reference_predictions,
+            artifact_predictions,
+            [example.line for example in examples],
+        )
     metrics = compare_metrics(
         task, reference_predictions, artifact_predictions, labels, bootstrap_samples, seed
     )
-    headline = next(metric for metric in metrics if metric.name == task.headline_metric)
+    headline = next(metric for metric in metrics if metric.name == headline_metric)
     model_files = _model_files(manifest)
     environment = run_environment(
         manifest,
@@ -76,14 +112,9 @@ def build_report(
         examples=len(examples),
         reference=f"fp32 PyTorch: {loaded.source}",
         artifact_labels=manifest["model"].get("labels"),
-        headline_metric=task.headline_metric,
+        headline_metric=headline_metric,
         metrics=metrics,
-        agreement=prediction_agreement(
-            task,
-            reference_predictions,
-            artifact_predictions,
-            [example.line for example in examples],
-        ),
+        agreement=agreement,
         output_error=output_error(
             outputs.reference_logits, outputs.artifact_logits, outputs.batch_padding_max_abs
         ),
@@ -95,7 +126,10 @@ def build_report(
         seed=seed,
         gate=apply_gate(task, headline, max_drop),
         report_files=report_paths(task),
-        notes=tuple(notes) + tuple(environment_notes(manifest, task, environment)),
+        notes=tuple(notes)
+        + ((ENCODER_NOTE,) if encoder else ())
+        + tuple(environment_notes(manifest, task, environment)),
+        compared_output=SENTENCE_EMBEDDING if encoder else "logits",
     )
 
 

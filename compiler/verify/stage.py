@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertc.calibration import get_task, load_examples
+from bertc.calibration import get_task, load_examples, single_sentences
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.verify.checks import (
     check_reference_fits,
     check_settings,
     check_task_fits,
+    is_encoder,
     task_labels,
 )
 from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
@@ -56,8 +57,12 @@ def verify_artifact(
     PyTorch reference runs at `reference_threads` (None: one thread) whatever `threads` says.
     `max_drop` is in points of the task's headline metric.
 
+    A sentence encoder is scored on stsb only: Spearman of the cosine similarity of each pair's
+    embeddings against the gold scores (see `report.build_report`), gated on its drop.
+
     Raises ArtifactError for a tampered or incomplete artifact (before anything runs), UsageError
-    for bad settings, an encoder artifact or a task whose label count differs from the head's,
+    for bad settings, an encoder artifact on a task other than stsb, or a task whose label count
+    differs from the head's,
     the DataError family for missing or malformed data, and GateFailedError (after the reports
     are written) when the headline metric dropped by more than `max_drop` points, unless told not
     to.
@@ -74,9 +79,11 @@ def verify_artifact(
     labels = task_labels(glue_task, examples, split)
     progress("load")
     loaded, notes = load_reference(manifest, reference, allow_pickle)
-    check_reference_fits(loaded, glue_task)
+    check_reference_fits(loaded, glue_task, manifest)
+    # A sentence encoder embeds each sentence of a pair alone (a0, b0, a1, b1, ...).
+    scored = single_sentences(examples) if is_encoder(manifest) else examples
     outputs = run_both(
-        artifact_dir, manifest, loaded, examples, batch_size, threads, progress, reference_threads
+        artifact_dir, manifest, loaded, scored, batch_size, threads, progress, reference_threads
     )
     progress("metrics")
     report = build_report(

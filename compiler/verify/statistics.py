@@ -134,3 +134,36 @@ def output_error(
         rmse=float(np.sqrt(np.mean(difference**2))),
         batch_padding_max_abs=batch_padding_max_abs,
     )
+
+
+def row_cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine of each row of `first` with the same row of `second`; 0 where a row is all zeros."""
+    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
+    dots = np.einsum("ij,ij->i", first, second)
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def pair_cosines(embeddings: np.ndarray) -> np.ndarray:
+    """Each pair's cosine similarity from sentence embeddings laid out a0, b0, a1, b1, ...
+    (`calibration.single_sentences` order): shape (pairs,)."""
+    return row_cosines(embeddings[0::2], embeddings[1::2])
+
+
+def embedding_agreement(
+    reference_embeddings: np.ndarray,
+    artifact_embeddings: np.ndarray,
+    reference_similarities: np.ndarray,
+    artifact_similarities: np.ndarray,
+) -> Agreement:
+    """A sentence encoder's agreement: the cosine between artifact and fp32 embeddings of each
+    sentence (mean and min), and Pearson's r of the two models' pair similarities."""
+    cosines = row_cosines(artifact_embeddings, reference_embeddings)
+    return Agreement(
+        rate=None,
+        prediction_pearson=METRICS["pearson"](artifact_similarities, reference_similarities),
+        disagreements=None,
+        embedding_cosine_mean=float(cosines.mean()),
+        embedding_cosine_min=float(cosines.min()),
+        embedded_sentences=int(len(cosines)),
+    )
