@@ -14,10 +14,25 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bertc.compiler.core.progress import Progress
-from rich.console import Console
 
-stderr = Console(stderr=True)
-stdout = Console(soft_wrap=True)
+_CONSOLES: dict[str, Any] = {}
+
+
+def console(stream: str) -> Any:
+    """rich's Console for "stdout" or "stderr", made on first use: `bertc run` prints plain
+    lines and should not pay for importing rich (part of its cold start, bench/README.md)."""
+    if stream not in _CONSOLES:
+        from rich.console import Console
+
+        _CONSOLES[stream] = Console(stderr=True) if stream == "stderr" else Console(soft_wrap=True)
+    return _CONSOLES[stream]
+
+
+def __getattr__(name: str) -> Any:
+    """`output.stdout` / `output.stderr`: the consoles, made on first use."""
+    if name in ("stdout", "stderr"):
+        return console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 COMPILE_STAGES = {
     "load": "loading checkpoint",
@@ -36,7 +51,7 @@ def print_json(document: Any) -> None:
 
 def note(message: str) -> None:
     """A note the user must see even with --json (e.g. the artifact takes token ids)."""
-    stderr.print(f"note: {message}", highlight=False, soft_wrap=True)
+    console("stderr").print(f"note: {message}", highlight=False, soft_wrap=True)
 
 
 class StageLines:
@@ -51,7 +66,7 @@ class StageLines:
     ) -> None:
         self.labels = labels
         self.status = status
-        self.terminal = stderr.is_terminal if terminal is None else terminal
+        self.terminal = console("stderr").is_terminal if terminal is None else terminal
         self.held: str | None = None
         self.started = False
 
@@ -72,7 +87,7 @@ class StageLines:
 
     def _write(self, label: str) -> None:
         if self.terminal:
-            stderr.print(f"• {label}", highlight=False, soft_wrap=True)
+            console("stderr").print(f"• {label}", highlight=False, soft_wrap=True)
         else:
             print(f"• {label}", file=sys.stderr, flush=True)
 
@@ -83,6 +98,6 @@ def progress(
 ) -> Iterator[Progress]:
     """The progress callback of a long command. `spinner=False` where the command draws its own
     bar (training's tqdm)."""
-    status = stderr.status(label) if spinner else contextlib.nullcontext()
+    status = console("stderr").status(label) if spinner else contextlib.nullcontext()
     with status as shown, contextlib.redirect_stdout(sys.stderr):
         yield StageLines(labels or {}, shown)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,9 @@ ISA_FLAGS = (
 
 def toolchain_versions() -> dict[str, str]:
     """Installed versions of the packages that shape an artifact's bytes."""
+    import platform
+    from importlib import metadata
+
     versions = {"python": platform.python_version()}
     for package in TOOLCHAIN_PACKAGES:
         try:
@@ -51,6 +52,8 @@ def toolchain_versions() -> dict[str, str]:
 
 def host_description() -> dict[str, Any]:
     """The build machine's architecture and the INT8-relevant ISA flags it has."""
+    import platform
+
     flags: set[str] = set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
