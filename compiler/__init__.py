@@ -7,8 +7,9 @@
     report = verify_artifact(result.artifact_dir, "sst2", data_dir=glue)  # raises GateFailedError
     print(report.headline.delta, report.agreement.rate)
 
-The names resolve lazily (PEP 562): `import bertc.compiler` imports no torch, runtime or quantizer;
-each is imported when its function is first used. Errors are `bertc.compiler.core.errors`
+The names resolve lazily (PEP 562): `import bertc.compiler` imports no torch, runtime or quantizer,
+and neither do `CompileOptions`, the enums and `load_artifact`; a stage function imports its
+module, and with it torch, when it is first looked up. Errors are `bertc.compiler.core.errors`
 subclasses of `BertcError`, each with the CLI's exit code in `.exit_code`.
 """
 
@@ -21,8 +22,8 @@ from typing import Any
 _API = {
     "compile_artifact": ("bertc.compiler.pipeline", "compile_model"),
     "compile_task": ("bertc.compiler.pipeline", "compile_task"),
-    "CompileOptions": ("bertc.compiler.pipeline", "CompileOptions"),
-    "CompileResult": ("bertc.compiler.pipeline", "CompileResult"),
+    "CompileOptions": ("bertc.compiler.options", "CompileOptions"),
+    "CompileResult": ("bertc.compiler.options", "CompileResult"),
     "verify_artifact": ("bertc.compiler.verify", "verify_artifact"),
     "VerifyReport": ("bertc.compiler.verify", "VerifyReport"),
     "inspect_artifact": ("bertc.compiler.inspection", "inspect_path"),

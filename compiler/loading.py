@@ -23,6 +23,7 @@ from bertc.compiler.core.errors import (
 from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.sparsity import SparsityReport, analyse_module
 from bertc.compiler.families import ModelFamily, check_supported, detect_family
+from bertc.compiler.options import DEFAULT_MAX_SEQUENCE_LENGTH
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -32,7 +33,6 @@ HEAD_CLASSIFIER = "classifier"
 HEAD_REGRESSION = "regression"
 HEAD_ENCODER = "encoder"
 
-DEFAULT_MAX_SEQUENCE_LENGTH = 128
 # safetensors' names of the half-precision dtypes that are upcast to fp32 on loading.
 HALF_DTYPES = {"F16": "float16", "BF16": "bfloat16"}
 

@@ -11,7 +11,6 @@ unpacking restores every file byte for byte, checked against the manifest's sha2
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import struct
@@ -21,7 +20,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from bertc.compiler.core.errors import ArtifactError, OutputExistsError
+from bertc.compiler.core.errors import ArtifactError, OutputExistsError, UsageError
 from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
 
 ZLIB_LEVEL = 6
@@ -67,6 +66,7 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
     out_file = out_file or artifact.with_name(artifact.name + PACK_SUFFIX)
     if out_file.exists():
         raise OutputExistsError(f"{out_file} already exists")
+    _check_parent(out_file)
     names = sorted([*manifest["files"], MANIFEST_FILE])
     handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(handle)
@@ -84,10 +84,46 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
     return out_file
 
 
+def _check_parent(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent} does not exist: create it, or choose another --out")
+
+
+# What a damaged or foreign file raises while it is read as a pack.
+DAMAGED_PACK_ERRORS = (
+    tarfile.TarError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    ValueError,
+    KeyError,
+    UnicodeDecodeError,
+    OSError,
+)
+
+
 def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
-    """Restore the artifact directory from a pack and check it against its manifest."""
+    """Restore the artifact directory from a pack and check it against its manifest.
+
+    Raises OutputExistsError (exit 13) when `out_dir` exists, UsageError (2) when its folder
+    does not, ArtifactError (11) for a missing, damaged or foreign pack; nothing is left behind.
+    """
     if out_dir.exists():
         raise OutputExistsError(f"{out_dir} already exists")
+    _check_parent(out_dir)
+    if not Path(pack_file).is_file():
+        raise ArtifactError(f"no such pack file: {pack_file}")
+    try:
+        return _unpack(pack_file, out_dir)
+    except (ArtifactError, OutputExistsError):
+        raise
+    except DAMAGED_PACK_ERRORS as error:
+        raise ArtifactError(
+            f"{pack_file} is not a readable bertc pack ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _unpack(pack_file: Path, out_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         with tarfile.open(pack_file, "r") as archive:
@@ -97,7 +133,7 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
                     raise ArtifactError(f"{pack_file} holds an unsafe entry: {member.name}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(unpack_bytes(archive.extractfile(member).read()))
-        check_integrity(staging, json.loads((staging / MANIFEST_FILE).read_text("utf-8")))
+        check_integrity(staging, read_manifest(staging))
         os.replace(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from bertc.calibration import (
     sample_examples,
     single_sentences,
 )
-from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.enums import TokenizerMode
 from bertc.compiler.core.errors import (
     DataError,
     OutputExistsError,
@@ -43,14 +42,20 @@ from bertc.compiler.core.manifest import (
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
-from bertc.compiler.export import DEFAULT_PARITY_ATOL, check_parity, export_onnx
+from bertc.compiler.export import check_parity, export_onnx
 from bertc.compiler.loading import (
-    DEFAULT_MAX_SEQUENCE_LENGTH,
     HEAD_ENCODER,
+    HEAD_REGRESSION,
     LoadedModel,
+    head_kind,
     load_model,
     read_config,
     resolve_source,
+)
+from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's API)
+    DEFAULT_CALIBRATION_SAMPLES,
+    CompileOptions,
+    CompileResult,
 )
 from bertc.compiler.tokenization import (
     TextPair,
@@ -62,35 +67,8 @@ from bertc.compiler.tokenization import (
 )
 from bertc.targets import BuildRequest, Target, TokenizerRequest, get_target
 
-DEFAULT_CALIBRATION_SAMPLES = 300
 CALIBRATION_SEED = 0
 TOKENIZER_DIR = "tokenizer"
-
-
-
-@dataclass(frozen=True)
-class CompileOptions:
-    """Everything `bertc compile` takes besides the model and the output directory."""
-
-    target: str
-    task: str | None = None
-    data_dir: Path | None = None
-    quantization: QuantizationMode = QuantizationMode.STATIC
-    recipe: Recipe = Recipe.BERT_SAFE
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
-    parity_tolerance: float = DEFAULT_PARITY_ATOL
-    allow_pickle: bool = False
-    overwrite: bool = False
-    # None: fused, falling back to ids-in (with a note) where the runtime cannot convert it.
-    tokenizer: TokenizerMode | None = None
-    allow_tokenizer_mismatch: bool = False
-
-
-@dataclass(frozen=True)
-class CompileResult:
-    artifact_dir: Path
-    manifest: Mapping[str, Any]
 
 
 Gate = Callable[[Path, Mapping[str, Any]], None]
@@ -101,6 +79,26 @@ def compile_task(source: str, options: CompileOptions) -> GlueTask | None:
     read before any weight is loaded (see `calibration.resolve_task`)."""
     config = read_config(resolve_source(source))
     return resolve_task(options.task, config.get("finetuning_task"))
+
+
+def check_task_fits_head(task: GlueTask | None, config: Mapping[str, Any], source: str) -> None:
+    """Refuse a task whose outputs the checkpoint's head cannot give (UsageError, exit 2): a
+    2-label classifier compiled for STS-B would be calibrated, tokenized and recorded as a pair
+    regression model. A bare encoder takes any task's sentences for calibration."""
+    head = head_kind(dict(config))
+    if task is None or head == HEAD_ENCODER:
+        return
+    width = (
+        1
+        if head == HEAD_REGRESSION
+        else len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+    )
+    if width != task.num_labels:
+        needs = "a regression score" if task.is_regression else f"{task.num_labels} labels"
+        raise UsageError(
+            f"{source} has a {head} head with {width} output(s) but {task.name} needs {needs}: "
+            "compile it with the task it was fine-tuned for"
+        )
 
 
 def compile_model(
@@ -122,16 +120,18 @@ def compile_model(
         raise OutputExistsError(
             f"{out_dir} already exists; choose another --out or pass --overwrite"
         )
-    if options.calibration_samples <= 0:
-        raise UsageError("--calibration-samples must be at least 1")
+    # The task and the calibration sentences are settled from the config alone, before any
+    # weight is read: a compile that cannot work says so at once.
+    config = read_config(resolve_source(source))
+    task = resolve_task(options.task, config.get("finetuning_task"))
+    check_task_fits_head(task, config, source)
+    calibration = calibration_examples(task, options, target)
+    if head_kind(config) == HEAD_ENCODER:
+        calibration = single_sentences(calibration)[: options.calibration_samples]
     progress("load")
     loaded = load_model(
         source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
     )
-    task = resolve_task(options.task, loaded.config.get("finetuning_task"))
-    calibration = calibration_examples(task, options, target)
-    if loaded.head == HEAD_ENCODER:
-        calibration = single_sentences(calibration)[: options.calibration_samples]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:

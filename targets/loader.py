@@ -77,8 +77,11 @@ class TextModel:
         return getattr(self.backend, "compiled", None)
 
     def outputs(self, texts: list[str], text_pairs: list[str] | None = None) -> list[np.ndarray]:
-        """Every output of the model for each example (first axis: the examples)."""
-        texts = [str(text) for text in texts]
+        """Every output of the model for each example (first axis: the examples). `texts` is a
+        list of strings (a single string is one example, not a list of characters)."""
+        texts = _as_texts(texts, "texts")
+        if text_pairs is not None:
+            text_pairs = _as_texts(text_pairs, "text_pairs")
         if self.pair and text_pairs is None:
             raise ValueError("this artifact classifies sentence pairs: pass text_pairs too")
         if not self.pair and text_pairs is not None:
@@ -90,6 +93,7 @@ class TextModel:
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
         """The model's first output for each example, shape [len(texts), outputs]."""
+        texts = _as_texts(texts, "texts")
         if not texts:
             return np.zeros((0, max(len(self.labels), 1)), dtype=np.float32)
         output = self.outputs(texts, text_pairs)[0]
@@ -102,6 +106,7 @@ class TextModel:
             raise ValueError(f"a {self.head} artifact gives labels, not embeddings: use predict()")
         names = list(self.manifest["model"]["outputs"])
         index = names.index("sentence_embedding") if "sentence_embedding" in names else -1
+        texts = _as_texts(texts, "texts")
         return self.outputs(texts)[index].reshape(len(texts), -1)
 
     def similarity(self, text_a: str, text_b: str) -> float:
@@ -123,6 +128,15 @@ class TextModel:
             index = int(row.argmax())
             results.append(Prediction(self.labels.get(index, str(index)), index, row.tolist()))
         return results
+
+
+def _as_texts(values: Any, name: str) -> list[str]:
+    """A list of texts from a list (or one string); ValueError for anything else."""
+    if isinstance(values, str):
+        return [values]
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name} must be a string or a list of strings")
+    return list(values)
 
 
 class HfTokenizer:
@@ -444,13 +458,20 @@ _BACKENDS = {"openvino": _OpenVinoBackend, "onnxruntime": _OnnxRuntimeBackend}
 def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
     path = Path(artifact_dir) / MANIFEST_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as error:
         raise ArtifactLoadError(
             f"{artifact_dir} has no {MANIFEST_FILE}: not a bertc artifact"
         ) from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactLoadError(f"{path} is not valid JSON: {error}") from error
+    except OSError as error:
+        raise ArtifactLoadError(f"cannot read {path}: {error}") from error
+    if not isinstance(manifest, dict) or not all(
+        isinstance(manifest.get(section), dict) for section in ("model", "runtime")
+    ):
+        raise ArtifactLoadError(f"{path} is not a bertc manifest (no model and runtime sections)")
+    return manifest
 
 
 def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) -> Any:
@@ -460,9 +481,18 @@ def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) 
     return _BACKENDS[runtime](directory, manifest, threads)
 
 
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1 (None: the runtime's default), got {threads}")
+
+
 def load(artifact_dir: str | Path, threads: int | None = None) -> TextModel:
     """The artifact ready to take strings, whatever its tokenizer mode (an ids-in artifact
-    tokenizes with its `tokenizer/` files). ArtifactLoadError when it cannot run here."""
+    tokenizes with its `tokenizer/` files). `threads`: the runtime's intra-op threads (None: its
+    default). ArtifactLoadError when it cannot run here; ValueError for a bad `threads`."""
+    _check_threads(threads)
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
     return TextModel(directory, manifest, backend_for(directory, manifest, threads))
@@ -471,6 +501,7 @@ def load(artifact_dir: str | Path, threads: int | None = None) -> TextModel:
 def load_ids(artifact_dir: str | Path, threads: int | None = None) -> Any:
     """The artifact's token-ids model: `.run({name: int64 [batch, length]})` → every output,
     `.input_names`. For an ids-in artifact (`--tokenizer none`; a fused IR takes strings)."""
+    _check_threads(threads)
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
     return IdsModel(backend_for(directory, manifest, threads))
@@ -510,7 +541,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) not in (2, 3):
         print(main.__doc__, file=sys.stderr)
         return 2
-    model = load(args[0])
+    try:
+        model = load(args[0])
+    except ArtifactLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 11
     if model.head == "encoder":
         texts = args[1:]
         if len(texts) == 2:
@@ -518,7 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
         return 0
-    prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
+    try:
+        prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if as_json:
         print(json.dumps(prediction.__dict__))
     else:

@@ -114,6 +114,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} holds a JSON {type(manifest).__name__}, not a manifest object")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ArtifactError(
             f"{path} has schema version {manifest.get('schema_version')!r}; "
@@ -125,6 +127,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 def check_integrity(directory: Path, manifest: Mapping[str, Any]) -> None:
     """Refuse an artifact whose files are missing, extra or changed since the build."""
     recorded = manifest.get("files", {})
+    if not isinstance(recorded, dict) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        for entry in recorded.values()
+    ):
+        raise ArtifactError(f"artifact {directory}: the manifest's files section is malformed")
     actual = {
         name: entry
         for name, entry in describe_files(directory).items()

@@ -171,7 +171,7 @@ def environment_notes(
 ) -> list[str]:
     """Facts that change how to read the numbers: another task, label order, a different CPU."""
     notes = []
-    built_for = _compiled_task(manifest)
+    built_for = compiled_task(manifest)
     if built_for and built_for != task.name:
         notes.append(f"the artifact was compiled for {built_for} but is verified on {task.name}")
     labels = manifest["model"].get("labels") or {}
@@ -191,7 +191,7 @@ def environment_notes(
     return notes
 
 
-def _compiled_task(manifest: Mapping[str, Any]) -> str | None:
+def compiled_task(manifest: Mapping[str, Any]) -> str | None:
     """The GLUE task the artifact was built for: the manifest's `task` (decided once at compile
     time), or for an artifact from before that field, the same rule applied to what it recorded."""
     if "task" in manifest:

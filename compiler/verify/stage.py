@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bertc.calibration import get_task, load_examples, single_sentences
+from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.verify.checks import (
@@ -18,7 +19,7 @@ from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, run_both
 from bertc.compiler.verify.model import VerifyReport
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
-from bertc.compiler.verify.report import build_report, write_reports
+from bertc.compiler.verify.report import build_report, compiled_task, write_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
 
 # What each `progress(stage)` call means, for a status line.
@@ -36,7 +37,7 @@ STAGE_LABELS = {
 
 def verify_artifact(
     artifact_dir: Path,
-    task: str,
+    task: str | None = None,
     *,
     data_dir: Path | None,
     max_drop: float = DEFAULT_MAX_DROP,
@@ -55,7 +56,8 @@ def verify_artifact(
 
     `threads` is the artifact runtime's thread count (None: the runtime's own); the untimed
     PyTorch reference runs at `reference_threads` (None: one thread) whatever `threads` says.
-    `max_drop` is in points of the task's headline metric.
+    `max_drop` is in points of the task's headline metric. `task` None: the task the artifact
+    was built for (its manifest's `task`); UsageError when it records none.
 
     A sentence encoder is scored on stsb only: Spearman of the cosine similarity of each pair's
     embeddings against the gold scores (see `report.build_report`), gated on its drop.
@@ -68,11 +70,13 @@ def verify_artifact(
     to.
     """
     artifact_dir = Path(artifact_dir)
-    glue_task = get_task(task)
+    glue_task = get_task(task) if task is not None else None
     check_settings(max_drop, batch_size, threads, bootstrap_samples, reference_threads)
     progress("integrity")
     manifest = read_manifest(artifact_dir)
     check_integrity(artifact_dir, manifest)
+    if glue_task is None:
+        glue_task = get_task(compiled_task(manifest) or _no_task(artifact_dir))
     check_task_fits(manifest, glue_task, artifact_dir)
     progress("data")
     examples = load_examples(glue_task, split, data_dir)
@@ -107,3 +111,9 @@ def verify_artifact(
     if raise_on_gate_failure:
         raise_if_gate_failed(report)
     return report
+
+
+def _no_task(artifact_dir: Path) -> str:
+    raise UsageError(
+        f"{artifact_dir} records no task: pass the GLUE task to score on (e.g. --task sst2)"
+    )

@@ -1,0 +1,99 @@
+"""What `bertc compile` takes besides the model and the output directory, checked when built.
+
+Light on purpose (no torch, no runtime): the CLI and the Python API build and check options
+before anything heavy is imported, and `from bertc.compiler import CompileOptions` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
+from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.graph import DEFAULT_PARITY_ATOL
+
+# Truncation length of the artifact's tokenizer; capped by the checkpoint's position table.
+DEFAULT_MAX_SEQUENCE_LENGTH = 128
+# Seeded train sentences for static INT8 ranges (ORT's and NNCF's calibration).
+DEFAULT_CALIBRATION_SAMPLES = 300
+
+E = TypeVar("E", bound=Enum)
+
+
+def as_enum(kind: type[E], value: Any, name: str) -> E:
+    """`value` as a member of `kind` (its value string accepted); UsageError naming the choices."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise UsageError(f"{name} must be one of {choices}; got {value!r}") from None
+
+
+def positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{name} must be a whole number of at least 1; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Everything `bertc compile` takes besides the model and the output directory.
+
+    Strings are accepted for the enums (`quantization="dynamic"`); every value is checked here,
+    so a bad one is a UsageError (exit 2) before any model is read.
+    """
+
+    target: str
+    task: str | None = None
+    data_dir: Path | None = None
+    quantization: QuantizationMode = QuantizationMode.STATIC
+    recipe: Recipe = Recipe.BERT_SAFE
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    parity_tolerance: float = DEFAULT_PARITY_ATOL
+    allow_pickle: bool = False
+    overwrite: bool = False
+    # None: fused, falling back to ids-in (with a note) where the runtime cannot convert it.
+    tokenizer: TokenizerMode | None = None
+    allow_tokenizer_mismatch: bool = False
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if not isinstance(self.target, str) or not self.target:
+            raise UsageError(
+                f"target must name a target (openvino, ort-mobile, onnx); got {self.target!r}"
+            )
+        if self.task is not None and (not isinstance(self.task, str) or not self.task.strip()):
+            raise UsageError(
+                f"task must name a GLUE task (e.g. sst2) or be None; got {self.task!r}"
+            )
+        if self.data_dir is not None:
+            put("data_dir", Path(self.data_dir))
+        put("quantization", as_enum(QuantizationMode, self.quantization, "quantization"))
+        put("recipe", as_enum(Recipe, self.recipe, "recipe"))
+        if self.tokenizer is not None:
+            put("tokenizer", as_enum(TokenizerMode, self.tokenizer, "tokenizer"))
+        positive_int(self.calibration_samples, "calibration_samples (--calibration-samples)")
+        positive_int(self.max_sequence_length, "max_sequence_length (--max-sequence-length)")
+        tolerance = self.parity_tolerance
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, (int, float))
+            or not (math.isfinite(tolerance) and tolerance >= 0)
+        ):
+            raise UsageError(f"parity_tolerance must be a number >= 0; got {tolerance!r}")
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """The artifact directory a compile wrote, and its manifest."""
+
+    artifact_dir: Path
+    manifest: Mapping[str, Any]
