@@ -35,6 +35,17 @@ class OvRecipe(QuantizationRecipe):
         return {**super().record(), "inference_precision_hint": INFERENCE_PRECISION}
 
 
+def _compress_weights(recipe: Recipe) -> OvRecipe:
+    return OvRecipe(
+        DYNAMIC,
+        recipe,
+        Calibration.NONE,
+        describe={"api": "nncf.compress_weights", "mode": "INT8_ASYM"},
+        api="nncf.compress_weights",
+        compress_mode="INT8_ASYM",
+    )
+
+
 RECIPES: RecipeRegistry[OvRecipe] = RecipeRegistry(
     "openvino",
     {
@@ -57,22 +68,9 @@ RECIPES: RecipeRegistry[OvRecipe] = RecipeRegistry(
             describe={"api": "nncf.quantize", "model_type": "none (NNCF default)"},
             api="nncf.quantize",
         ),
-        (DYNAMIC, BERT_SAFE): OvRecipe(
-            DYNAMIC,
-            BERT_SAFE,
-            Calibration.NONE,
-            describe={"api": "nncf.compress_weights", "mode": "INT8_ASYM"},
-            api="nncf.compress_weights",
-            compress_mode="INT8_ASYM",
-        ),
-        (DYNAMIC, LIBRARY_DEFAULTS): OvRecipe(
-            DYNAMIC,
-            LIBRARY_DEFAULTS,
-            Calibration.NONE,
-            describe={"api": "nncf.compress_weights", "mode": "INT8_ASYM"},
-            api="nncf.compress_weights",
-            compress_mode="INT8_ASYM",
-        ),
+        # NNCF has one weight-compression call: both recipes of dynamic INT8 are that call.
+        (DYNAMIC, BERT_SAFE): _compress_weights(BERT_SAFE),
+        (DYNAMIC, LIBRARY_DEFAULTS): _compress_weights(LIBRARY_DEFAULTS),
         (NONE, BERT_SAFE): OvRecipe(NONE, BERT_SAFE, Calibration.NONE),
         (NONE, LIBRARY_DEFAULTS): OvRecipe(NONE, LIBRARY_DEFAULTS, Calibration.NONE),
     },
