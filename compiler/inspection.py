@@ -6,8 +6,10 @@ one costs a file read; an artifact is described from its manifest, which is chec
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,13 @@ from bertc.compiler.loading import find_weight_files, read_config, resolve_sourc
 _LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
 
-def inspect_path(path: str) -> dict[str, Any]:
-    """An artifact's summary if `path` holds a manifest, else the checkpoint's layer table."""
+def inspect_path(path: str, allow_pickle: bool = False) -> dict[str, Any]:
+    """An artifact's summary if `path` holds a manifest, else the checkpoint's layer table
+    (pickle weights only with `allow_pickle`, as everywhere else)."""
     candidate = Path(path)
     if (candidate / MANIFEST_FILE).is_file():
         return inspect_artifact(candidate)
-    return inspect_checkpoint(path)
+    return inspect_checkpoint(path, allow_pickle=allow_pickle)
 
 
 def inspect_artifact(directory: Path) -> dict[str, Any]:
@@ -56,30 +59,46 @@ def layer_group(tensor_name: str) -> str:
     return bare.split(".")[0]
 
 
-def inspect_checkpoint(source: str) -> dict[str, Any]:
+def read_tensors(weight_file: Path) -> Iterator[tuple[str, Any]]:
+    """(name, torch tensor) of one weight file, sorted by name: safetensors read lazily, pickle
+    through `torch.load(weights_only=True)` as transformers loads it."""
+    if weight_file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(weight_file), framework="pt") as handle:
+            for name in sorted(handle.keys()):
+                yield name, handle.get_tensor(name)
+        return
+    import torch
+
+    state = torch.load(str(weight_file), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"holds a {type(state).__name__}, not a state dict")
+    for name in sorted(state):
+        if isinstance(state[name], torch.Tensor):
+            yield name, state[name]
+
+
+def inspect_checkpoint(source: str, allow_pickle: bool = False) -> dict[str, Any]:
     """Parameters, bytes, dtype and zero fraction per layer, and each encoder weight matrix's
     sparsity pattern, from the weights alone."""
-    from safetensors import safe_open
-
     directory = resolve_source(source)
     config = read_config(directory)
     groups: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"parameters": 0, "bytes": 0, "zeros": 0, "dtypes": set()}
     )
     matrices = []
-    for weight_file in find_weight_files(directory, allow_pickle=False):
+    for weight_file in find_weight_files(directory, allow_pickle=allow_pickle):
         try:
-            with safe_open(str(weight_file), framework="pt") as handle:
-                for name in sorted(handle.keys()):
-                    tensor = handle.get_tensor(name)
-                    group = groups[layer_group(name)]
-                    group["parameters"] += tensor.numel()
-                    group["bytes"] += tensor.numel() * tensor.element_size()
-                    group["zeros"] += int((tensor == 0).sum()) if tensor.is_floating_point() else 0
-                    group["dtypes"].add(str(tensor.dtype).removeprefix("torch."))
-                    if is_encoder_linear_weight(name, tensor.dim()):
-                        matrices.append(matrix_sparsity(name, tensor.float().numpy()))
-        except (OSError, RuntimeError, ValueError) as error:
+            for name, tensor in read_tensors(weight_file):
+                group = groups[layer_group(name)]
+                group["parameters"] += tensor.numel()
+                group["bytes"] += tensor.numel() * tensor.element_size()
+                group["zeros"] += int((tensor == 0).sum()) if tensor.is_floating_point() else 0
+                group["dtypes"].add(str(tensor.dtype).removeprefix("torch."))
+                if is_encoder_linear_weight(name, tensor.dim()):
+                    matrices.append(matrix_sparsity(name, tensor.float().numpy()))
+        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise ModelFileError(f"{weight_file} is not readable: {error}") from error
     layers = [
         {

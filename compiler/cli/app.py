@@ -9,6 +9,7 @@ and never cuts an option's name, whatever the width of the terminal.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -18,7 +19,22 @@ from bertc.compiler.cli import artifact, training
 from bertc.compiler.core.errors import BertcError
 
 UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
-ABORTED_EXIT = 130
+ABORTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt is, so no `except Exception`
+    swallows it and every `finally` on the way out runs (staging directories are removed); not
+    a KeyboardInterrupt, which typer would turn into a plain return of 130."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.exit_code = 128 + signal_number
+
+
+def _raise_interrupted(signal_number: int, _frame: object) -> None:
+    raise Interrupted(signal_number)
+
 
 app = typer.Typer(
     name="bertc",
@@ -70,10 +86,23 @@ def _quiet_libraries() -> None:
 
 
 def main() -> None:
-    """Console-script entry point: map BertcError to its exit code and one line on stderr."""
+    """Console-script entry point: map BertcError to its exit code and one line on stderr;
+    Ctrl-C (SIGINT) and SIGTERM to `aborted` and 130 / 143, after the cleanup has run."""
     _quiet_libraries()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, _raise_interrupted) for number in signals}
     try:
-        app(standalone_mode=False)
+        _run()
+    finally:  # main() may run inside another program (a test): give its handlers back
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _run() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except Interrupted as interrupted:
+        _fail("aborted", interrupted.exit_code)
     except BertcError as error:
         _fail(f"error: {error}", error.exit_code)
     except typer.Abort:
@@ -88,10 +117,16 @@ def main() -> None:
         if isinstance(error, (click.exceptions.Exit, typer.Exit)):
             sys.exit(error.exit_code)
         _fail(f"internal error ({type(error).__name__}): {error}", UNEXPECTED_ERROR_EXIT)
+    # Without standalone mode typer returns the code of a typer.Exit, and of a
+    # KeyboardInterrupt that got past the handler (130), rather than exiting with it.
+    if code == ABORTED_EXIT:
+        _fail("aborted", ABORTED_EXIT)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def _fail(message: str, code: int) -> None:
-    if os.environ.get("BERTC_DEBUG"):
+    if os.environ.get("BERTC_DEBUG") and sys.exc_info()[0] is not None:
         traceback.print_exc()
     print(" ".join(message.split()) or "error", file=sys.stderr)
     sys.exit(code)

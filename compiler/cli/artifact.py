@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from bertc.compiler.cli import output
 from bertc.compiler.cli.options import (
+    DEFAULT_MAX_SEQUENCE_LENGTH,
     AllowPickle,
     ArtifactDir,
     ArtifactOut,
@@ -23,6 +24,7 @@ from bertc.compiler.cli.options import (
     CompileTask,
     DataDir,
     MaxDrop,
+    MaxSeqLengthAlias,
     MaxSequenceLength,
     Overwrite,
     Quantization,
@@ -31,12 +33,13 @@ from bertc.compiler.cli.options import (
     RuntimeThreads,
     Seed,
     Target,
-    Task,
     Tokenizer,
+    VerifyTask,
     at_least_one,
+    resolve_alias,
 )
 from bertc.compiler.core.enums import QuantizationMode, Recipe
-from bertc.compiler.core.errors import GateFailedError, UsageError
+from bertc.compiler.core.errors import GateFailedError, OutputExistsError, UsageError
 from bertc.compiler.core.manifest import read_manifest
 from bertc.compiler.core.progress import Progress
 
@@ -52,7 +55,8 @@ def compile_command(
     quantization: Quantization = QuantizationMode.STATIC,
     recipe: QuantizationRecipe = Recipe.BERT_SAFE,
     calibration_samples: CalibrationSamples = 300,
-    max_sequence_length: MaxSequenceLength = 128,
+    max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_seq_length: MaxSeqLengthAlias = None,
     allow_pickle: AllowPickle = False,
     tokenizer: Tokenizer = None,
     allow_tokenizer_mismatch: Annotated[
@@ -78,6 +82,15 @@ def compile_command(
     any artifact already there, is left as it was. --json prints the manifest, or with --verify
     the verify report.
     """
+    max_sequence_length = resolve_alias(
+        max_sequence_length,
+        max_seq_length,
+        DEFAULT_MAX_SEQUENCE_LENGTH,
+        "--max-sequence-length",
+        "--max-seq-length",
+    )
+    if out.exists() and not overwrite:  # compile_model says the same, after torch has loaded
+        raise OutputExistsError(f"{out} already exists; choose another --out or pass --overwrite")
     from bertc.compiler.pipeline import CompileOptions, compile_model, compile_task
 
     options = CompileOptions(
@@ -200,7 +213,7 @@ def print_verify_report(report: Any, as_json: bool, report_dir: Path | None) -> 
 
 def verify_command(
     artifact: ArtifactDir,
-    task: Task,
+    task: VerifyTask = None,
     data_dir: DataDir = None,
     max_drop: MaxDrop = 0.5,
     reference: Annotated[
@@ -227,6 +240,7 @@ def verify_command(
     A sentence encoder is scored on stsb: Spearman of the cosine similarity of each pair's
     embeddings against the gold scores. --json prints the report.
     """
+    task = task or task_of(artifact)
     from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
 
     # Only when given: verify_artifact takes reference_threads from the version that has it.
@@ -250,6 +264,17 @@ def verify_command(
         )
     print_verify_report(report, as_json, report_dir=artifact)
     raise_if_gate_failed(report)
+
+
+def task_of(artifact: Path) -> str:
+    """The GLUE task the artifact's manifest records, for a `verify` without --task."""
+    task = read_manifest(artifact).get("task")
+    if not task:
+        raise UsageError(
+            f"{artifact}'s manifest records no GLUE task to score on; pass --task "
+            "(e.g. --task stsb for a sentence encoder)"
+        )
+    return str(task)
 
 
 def run_command(
@@ -283,12 +308,13 @@ def inspect_command(
         str,
         typer.Argument(help="An artifact directory, a checkpoint directory or a cached hub id."),
     ],
+    allow_pickle: AllowPickle = False,
     as_json: AsJson = False,
 ) -> None:
     """A table of layers, sizes, sparsity and what is quantized."""
     from bertc.compiler.inspection import inspect_path, render_inspection
 
-    inspection = inspect_path(path)
+    inspection = inspect_path(path, allow_pickle=allow_pickle)
     if as_json:
         output.print_json(inspection)
         return

@@ -54,6 +54,25 @@ def known_target(value: str | None) -> str | None:
     return value
 
 
+def known_task(value: str | None) -> str | None:
+    """The task table alone (`bertc.calibration.tasks`), not the readers: no pandas, no torch."""
+    if value is not None:
+        from bertc.calibration.tasks import get_task
+
+        get_task(value)  # a UsageError naming the known tasks
+    return value
+
+
+def directory_to_create(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """An --out that names a directory: `--out ""` arrives as `.`, which names none."""
+    if value is not None and value.name in ("", ".", ".."):
+        raise UsageError(
+            f"{_flag(param)} must name a directory to create (not empty, '.' or '..'), "
+            f"got {str(value)!r}"
+        )
+    return value
+
+
 def resolve_alias(value: T, alias_value: T | None, default: T, flag: str, alias: str) -> T:
     """The value of a renamed flag, given under its new name or its old (hidden) one."""
     if alias_value is None:
@@ -68,8 +87,12 @@ Checkpoint = Annotated[
     str, typer.Argument(help="Hub id in the local Hugging Face cache, or a checkpoint directory.")
 ]
 ArtifactDir = Annotated[Path, typer.Argument(help="Artifact directory made by `bertc compile`.")]
-ArtifactOut = Annotated[Path, typer.Option(help="Artifact directory to create.")]
-CheckpointOut = Annotated[Path, typer.Option(help="Checkpoint directory to create.")]
+ArtifactOut = Annotated[
+    Path, typer.Option(help="Artifact directory to create.", callback=directory_to_create)
+]
+CheckpointOut = Annotated[
+    Path, typer.Option(help="Checkpoint directory to create.", callback=directory_to_create)
+]
 Overwrite = Annotated[
     bool,
     typer.Option(
@@ -84,15 +107,30 @@ AllowPickle = Annotated[
 ]
 
 # ---- task and data ----
-Task = Annotated[str, typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).")]
+Task = Annotated[
+    str,
+    typer.Option(help="GLUE task (cola, sst2, mrpc, stsb, rte, ...).", callback=known_task),
+]
 CompileTask = Annotated[
     str | None,
-    typer.Option(help="GLUE task to calibrate on (default: the config's finetuning_task)."),
+    typer.Option(
+        help="GLUE task to calibrate on (default: the config's finetuning_task).",
+        callback=known_task,
+    ),
+]
+VerifyTask = Annotated[
+    str | None,
+    typer.Option(
+        help="GLUE task to score on (default: the task recorded in the artifact's manifest).",
+        callback=known_task,
+    ),
 ]
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        help="glue_data folder (<dir>/SST-2/train.tsv, ...); default: Hugging Face datasets."
+        help="glue_data folder (<dir>/SST-2/train.tsv, ...). Without it, nyu-mll/glue is read "
+        "with the `datasets` package (not a bertc dependency: install it), from its cache or "
+        "the Hugging Face Hub; where that fails, the command stops and asks for --data-dir."
     ),
 ]
 MaxSequenceLength = Annotated[

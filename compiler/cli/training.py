@@ -35,6 +35,7 @@ from bertc.compiler.cli.options import (
     TorchThreads,
     TrainSamples,
     at_least_one,
+    directory_to_create,
     resolve_alias,
 )
 from bertc.compiler.core.errors import UsageError
@@ -200,7 +201,10 @@ def distill_command(
     teacher: Annotated[str, typer.Option(help="Checkpoint fine-tuned on the task.")],
     student: Annotated[str, typer.Option(help="Checkpoint to start the student from.")],
     task: Task,
-    out: Annotated[Path, typer.Option(help="Student checkpoint directory to create.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Student checkpoint directory to create.", callback=directory_to_create),
+    ],
     data_dir: DataDir = None,
     keep_layers: KeepLayers = None,
     student_layers: StudentLayersAlias = None,
@@ -309,6 +313,7 @@ def prune_command(
     learning_rate: LearningRate = 5e-5,
     seed: Seed = 0,
     max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_seq_length: MaxSeqLengthAlias = None,
     allow_pickle: AllowPickle = False,
     overwrite: Overwrite = False,
     as_json: AsJson = False,
@@ -317,6 +322,13 @@ def prune_command(
 
     --json prints prune.json.
     """
+    max_sequence_length = resolve_alias(
+        max_sequence_length,
+        max_seq_length,
+        DEFAULT_MAX_SEQUENCE_LENGTH,
+        "--max-sequence-length",
+        "--max-seq-length",
+    )
     from bertc.compiler.training.prune import PruneOptions, prune_model
 
     options = PruneOptions(

@@ -145,7 +145,9 @@ LIGHT_IMPORTS = {
     "bertc.targets": ("torch", "transformers"),
     "bertc.targets.base": ("torch", "transformers"),
     "bertc.compiler.core.manifest": ("torch", "transformers", "onnxruntime", "openvino"),
-    "bertc.calibration": ("torch", "transformers"),
+    # The CLI checks --task with the task table while it parses: no readers (pandas), no metrics.
+    "bertc.calibration": ("torch", "transformers", "pandas", "scipy", "sklearn"),
+    "bertc.calibration.tasks": ("torch", "transformers", "pandas", "scipy", "sklearn", "numpy"),
     # The CLI refuses a bad flag before anything heavy loads (tests/compiler/cli).
     "bertc.compiler.cli": ("torch", "transformers", "onnx", "onnxruntime", "openvino", "numpy"),
 }
