@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from bertc.compiler.cli import artifact, training
+from bertc.compiler.cli.fast_run import plain_run_arguments
 from bertc.compiler.core.errors import BertcError
 
 UNEXPECTED_ERROR_EXIT = 70  # EX_SOFTWARE: a bug, not a bad input
@@ -100,6 +101,10 @@ def main() -> None:
 
 def _run() -> None:
     try:
+        plain_run = plain_run_arguments(sys.argv[1:])
+        if plain_run is not None:  # a plainly valid `bertc run`: skip typer's coercion
+            artifact.run_command(**plain_run)
+            return
         code = app(standalone_mode=False)
     except Interrupted as interrupted:
         _fail("aborted", interrupted.exit_code)
