@@ -329,10 +329,11 @@ def test_a_failed_gate_leaves_the_previous_artifact_byte_identical(
 # ---- verify, run ----
 
 
-def test_verify_prints_one_line_per_stage_when_piped(verified, glue_data_dir, bertc_cli) -> None:
+def test_verify_prints_one_line_per_stage_when_piped(
+    verified, glue_data_dir, bertc_cli, artifact_copy
+) -> None:
     _, artifact = verified
-    copy_root = artifact.parent / "verify-copy"
-    copy = Path(shutil.copytree(artifact, copy_root)) if not copy_root.exists() else copy_root
+    copy = artifact_copy(artifact)  # verify writes reports/: never into the shared artifact
     result = bertc_cli("verify", copy, "--task", "sst2", "--data-dir", glue_data_dir)
     assert result.returncode == 0, result.stderr
     stages = [line for line in result.stderr.splitlines() if line.startswith("• ")]
