@@ -2,7 +2,7 @@
 
 No bertc import: the artifact is read the way an app reads it (the `tokenizers` library on the
 artifact's tokenizer.json, then `openvino` or `onnxruntime`), so a pass here means the artifact
-works without bertc. Prints one line per artifact.
+works without bertc; a fused artifact gets the sentence itself. Prints one line per artifact.
 
     python bench/stock_runtime_agreement.py artifacts/minilm-l6-sst2-openvino \
         artifacts/minilm-l6-sst2-ort-mobile [--glue ../shared/assets/glue]
@@ -22,21 +22,35 @@ from transformers import AutoModelForSequenceClassification
 
 
 def load_runner(artifact: Path, manifest: dict):
-    """A function from int64 inputs to logits, made with the target's runtime only."""
+    """`run(sentence, ids)` -> logits, made with the target's runtime only: a fused artifact
+    (the quick start's OpenVINO one) takes the sentence, an ids-in one the token ids."""
     runtime = manifest["runtime"]
+    fused = (manifest.get("tokenizer") or {}).get("mode") == "fused"
     if manifest["target"] == "openvino":
         import openvino
 
+        if fused:
+            import openvino_tokenizers  # noqa: F401  (registers the tokenizer ops)
         core = openvino.Core()
         model = core.read_model(str(artifact / runtime["model"]))
         compiled = core.compile_model(model, "CPU", runtime.get("compile_config", {}))
-        return lambda inputs: compiled(inputs)[0]
+        if fused:
+            return lambda sentence, ids: compiled({"text": np.array([sentence])})[0]
+        return lambda sentence, ids: compiled(ids)[0]
     import onnxruntime
 
+    options = onnxruntime.SessionOptions()
+    if fused:
+        from onnxruntime_extensions import get_library_path
+
+        options.register_custom_ops_library(get_library_path())
     session = onnxruntime.InferenceSession(
-        str(artifact / runtime["model"]), providers=["CPUExecutionProvider"]
+        str(artifact / runtime["model"]), options, providers=["CPUExecutionProvider"]
     )
-    return lambda inputs: session.run(None, inputs)[0]
+    if fused:
+        text_input = manifest["tokenizer"]["inputs"][0]
+        return lambda sentence, ids: session.run(None, {text_input: np.array([sentence])})[0]
+    return lambda sentence, ids: session.run(None, ids)[0]
 
 
 def main() -> None:
@@ -68,7 +82,7 @@ def main() -> None:
             with torch.no_grad():
                 tensors = {name: torch.from_numpy(value) for name, value in inputs.items()}
                 reference = references[source](**tensors).logits.numpy()
-            prediction = int(run(inputs).argmax())
+            prediction = int(run(sentence, inputs).argmax())
             agree += int(prediction == int(reference.argmax()))
             correct += int(prediction == int(label))
         print(
