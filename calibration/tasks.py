@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from bertc.compiler.core.errors import UsageError
 
@@ -236,3 +237,15 @@ def resolve_task(requested: str | None, configured: str | None) -> GlueTask | No
         return None
     canonical = _ALIASES.get(_normalize(configured))
     return TASKS[canonical] if canonical else None
+
+
+def recorded_task(manifest: Mapping[str, Any]) -> str | None:
+    """The GLUE task an artifact was built for: its manifest's `task` (decided once at compile
+    time), or for an artifact from before that field, `resolve_task`'s rule applied to what it
+    recorded (calibration task, then the config's `finetuning_task`)."""
+    if "task" in manifest:
+        return manifest["task"]
+    calibrated = (manifest.get("calibration") or {}).get("task")
+    configured = ((manifest.get("model") or {}).get("config") or {}).get("finetuning_task")
+    task = resolve_task(None, calibrated or configured)
+    return task.name if task else None

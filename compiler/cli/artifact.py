@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from bertc.compiler.cli import output
 from bertc.compiler.cli.options import (
+    DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_MAX_SEQUENCE_LENGTH,
     AllowPickle,
     ArtifactDir,
@@ -54,7 +55,7 @@ def compile_command(
     data_dir: DataDir = None,
     quantization: Quantization = QuantizationMode.STATIC,
     recipe: QuantizationRecipe = Recipe.BERT_SAFE,
-    calibration_samples: CalibrationSamples = 300,
+    calibration_samples: CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
     max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
     max_seq_length: MaxSeqLengthAlias = None,
     allow_pickle: AllowPickle = False,
@@ -267,8 +268,11 @@ def verify_command(
 
 
 def task_of(artifact: Path) -> str:
-    """The GLUE task the artifact's manifest records, for a `verify` without --task."""
-    task = read_manifest(artifact).get("task")
+    """The GLUE task the artifact's manifest records, for a `verify` without --task (the rule
+    `verify_artifact` applies, read here before anything heavy is imported)."""
+    from bertc.calibration.tasks import recorded_task
+
+    task = recorded_task(read_manifest(artifact))
     if not task:
         raise UsageError(
             f"{artifact}'s manifest records no GLUE task to score on; pass --task "

@@ -14,9 +14,12 @@ from typing import Annotated, TypeVar
 import typer
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import UsageError
+from bertc.compiler.options import (  # noqa: F401  (the defaults the flags show)
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_MAX_SEQUENCE_LENGTH,
+)
 
 # bertc.compiler.loading's default, not imported from there: that module pulls in torch.
-DEFAULT_MAX_SEQUENCE_LENGTH = 128
 
 T = TypeVar("T")
 

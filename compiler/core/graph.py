@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the floor stays light for the CLI
+    import numpy as np
 
 # atol of the ONNX-vs-PyTorch parity gate; Optimum validates BERT exports at the same 1e-4.
 DEFAULT_PARITY_ATOL = 1e-4

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from bertc.calibration import GlueTask, resolve_task
+from bertc.calibration import GlueTask
 from bertc.calibration.metrics import predictions_from_logits
+from bertc.calibration.tasks import recorded_task
 from bertc.compiler.core.errors import ArtifactError
 from bertc.compiler.core.files import write_text_atomically
 from bertc.compiler.core.manifest import REPORTS_DIR, host_description, toolchain_versions
@@ -171,7 +172,7 @@ def environment_notes(
 ) -> list[str]:
     """Facts that change how to read the numbers: another task, label order, a different CPU."""
     notes = []
-    built_for = compiled_task(manifest)
+    built_for = recorded_task(manifest)
     if built_for and built_for != task.name:
         notes.append(f"the artifact was compiled for {built_for} but is verified on {task.name}")
     labels = manifest["model"].get("labels") or {}
@@ -189,16 +190,6 @@ def environment_notes(
             "and for some recipes accuracy, can differ between the two"
         )
     return notes
-
-
-def compiled_task(manifest: Mapping[str, Any]) -> str | None:
-    """The GLUE task the artifact was built for: the manifest's `task` (decided once at compile
-    time), or for an artifact from before that field, the same rule applied to what it recorded."""
-    if "task" in manifest:
-        return manifest["task"]
-    recorded = (manifest.get("calibration") or {}).get("task")
-    task = resolve_task(None, recorded or manifest["model"]["config"].get("finetuning_task"))
-    return task.name if task else None
 
 
 def write_reports(artifact_dir: Path, report: VerifyReport) -> tuple[Path, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bertc.calibration import get_task, load_examples, single_sentences
+from bertc.calibration.tasks import recorded_task
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 from bertc.compiler.core.progress import Progress, silent
@@ -19,7 +20,7 @@ from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, run_both
 from bertc.compiler.verify.model import VerifyReport
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
-from bertc.compiler.verify.report import build_report, compiled_task, write_reports
+from bertc.compiler.verify.report import build_report, write_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
 
 # What each `progress(stage)` call means, for a status line.
@@ -76,7 +77,7 @@ def verify_artifact(
     manifest = read_manifest(artifact_dir)
     check_integrity(artifact_dir, manifest)
     if glue_task is None:
-        glue_task = get_task(compiled_task(manifest) or _no_task(artifact_dir))
+        glue_task = get_task(recorded_task(manifest) or _no_task(artifact_dir))
     check_task_fits(manifest, glue_task, artifact_dir)
     progress("data")
     examples = load_examples(glue_task, split, data_dir)

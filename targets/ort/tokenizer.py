@@ -47,9 +47,11 @@ def extensions_version() -> str:
 
 
 def custom_op_library() -> str:
-    from onnxruntime_extensions import get_library_path
+    """onnxruntime-extensions' custom-op library, found as the loader finds it (without
+    importing the package, whose __init__ imports torch and transformers when installed)."""
+    from bertc.targets.loader import extensions_library
 
-    return get_library_path()
+    return extensions_library()
 
 
 def hf_normalization(hf_tokenizer: Any) -> dict[str, int]:

@@ -111,3 +111,14 @@ def test_resolve_task_prefers_the_request_then_a_glue_config_task() -> None:
     assert resolve_task(None, None) is None
     with pytest.raises(UsageError):
         resolve_task("not-a-task", "sst2")
+
+
+def test_recorded_task_reads_the_manifest_then_the_older_fields() -> None:
+    from bertc.calibration.tasks import recorded_task
+
+    assert recorded_task({"task": "sst2", "calibration": {"task": "mrpc"}}) == "sst2"
+    assert recorded_task({"task": None, "calibration": {"task": "mrpc"}}) is None
+    older = {"calibration": {"task": "SST-2"}, "model": {"config": {}}}
+    assert recorded_task(older) == "sst2"
+    outside_glue = {"calibration": None, "model": {"config": {"finetuning_task": "ner"}}}
+    assert recorded_task(outside_glue) is None
