@@ -17,7 +17,7 @@ import onnx
 import torch
 from bertc.compiler.core.errors import ParityError
 from bertc.compiler.core.graph import DEFAULT_PARITY_ATOL, OnnxGraph, ParityResult
-from bertc.compiler.loading import ClassifierForExport, LoadedModel
+from bertc.compiler.loading import ClassifierForExport, LoadedModel, model_inputs
 
 # Opset 17 is the lowest with LayerNormalization as one op, and the ORT mobile converter and
 # OpenVINO both read it.
@@ -113,7 +113,8 @@ def export_onnx(loaded: LoadedModel, path: Path, opset: int = DEFAULT_OPSET) -> 
 
 
 def encode(loaded: LoadedModel, sentences, padding_to: int | None) -> dict[str, np.ndarray]:
-    """Tokenize to int64 numpy arrays named as the graph's inputs."""
+    """Tokenize to int64 numpy arrays named as the graph's inputs (zero token types where the
+    tokenizer gives none)."""
     encoded = loaded.tokenizer(
         list(sentences),
         padding="max_length" if padding_to else True,
@@ -121,7 +122,7 @@ def encode(loaded: LoadedModel, sentences, padding_to: int | None) -> dict[str, 
         truncation=True,
         return_tensors="np",
     )
-    return {name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names}
+    return model_inputs(encoded, loaded.input_names)
 
 
 def parity_batches(loaded: LoadedModel) -> list[dict[str, np.ndarray]]:

@@ -1,6 +1,7 @@
 """The BERT model families bertc compiles, one small declarative class each.
 
-A family says how to recognise its checkpoints, how to normalise their config for
+A family says how to recognise its checkpoints, which checkpoint contract its config must meet
+(`attributes`, a table of `contract.py`), how to normalise its config for
 `transformers.BertConfig`, and which extra weights it carries that the compiled model ignores.
 Siblings reuse a family by inheritance; adding one is a class and a line in `FAMILIES`.
 """
@@ -10,18 +11,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
+from bertc.compiler.contract import (
+    BERT_ATTRIBUTES,
+    BERT_SHAPE_KEYS,
+    Attribute,
+    contract_violations,
+)
 from bertc.compiler.core.errors import UnsupportedModelError
 
-# Keys every BERT config has; TinyBERT's original config has these but no model_type.
-_BERT_CONFIG_KEYS = frozenset(
-    {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"}
-)
+_BERT_CONFIG_KEYS = BERT_SHAPE_KEYS
+# Attributes whose violation means "not a BERT at all" rather than "a BERT bertc cannot compile".
+_ARCHITECTURE_ATTRIBUTES = ("model_type", "architectures")
 
 
 class ModelFamily:
     """Plain BERT: Google's miniatures, bert-base and its pruned variants."""
 
     name: ClassVar[str] = "bert"
+    attributes: ClassVar[tuple[Attribute, ...]] = BERT_ATTRIBUTES
     extra_weight_prefixes: ClassVar[tuple[str, ...]] = ()
     extra_weight_reason: ClassVar[str] = ""
 
@@ -31,7 +38,9 @@ class ModelFamily:
 
     @classmethod
     def normalise_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        return {**config, "model_type": "bert"}
+        """The config BertConfig gets: feed-forward chunking (a memory knob over the same
+        function, whose position loop a trace would freeze) off."""
+        return {**config, "model_type": "bert", "chunk_size_feed_forward": 0}
 
     @classmethod
     def is_known_extra(cls, tensor_name: str) -> bool:
@@ -78,15 +87,24 @@ class MiniLmFamily(ModelFamily):
 FAMILIES: tuple[type[ModelFamily], ...] = (TinyBertFamily, MiniLmFamily, ModelFamily)
 
 
+def family_of_config(config: dict[str, Any]) -> type[ModelFamily]:
+    """The family a config alone points to (TinyBERT's fit_denses show only in the weights)."""
+    return next((family for family in FAMILIES if family.matches(config, ())), ModelFamily)
+
+
 def check_supported(config: dict[str, Any]) -> None:
-    """Refuse a non-BERT config before any weights are read."""
-    model_type = config.get("model_type")
-    architectures = config.get("architectures") or []
-    foreign = [name for name in architectures if not name.startswith("Bert")]
-    bert_shaped = model_type == "bert" or (model_type is None and set(config) >= _BERT_CONFIG_KEYS)
-    if bert_shaped and not foreign:
+    """Refuse, before any weights are read, a config outside its family's checkpoint contract:
+    one line naming every violated attribute and its value (UnsupportedModelError, exit 5)."""
+    found = contract_violations(config, family_of_config(config).attributes)
+    if not found:
         return
-    _raise_unsupported(config)
+    listed = "; ".join(str(violation) for violation in found)
+    if any(violation.attribute in _ARCHITECTURE_ATTRIBUTES for violation in found):
+        raise UnsupportedModelError(
+            f"unsupported architecture: {listed}; bertc compiles BERT-family models "
+            "(BERT, TinyBERT, MiniLM)"
+        )
+    raise UnsupportedModelError(f"config.json is outside bertc's checkpoint contract: {listed}")
 
 
 def detect_family(config: dict[str, Any], tensor_names: Sequence[str]) -> type[ModelFamily]:
@@ -95,13 +113,4 @@ def detect_family(config: dict[str, Any], tensor_names: Sequence[str]) -> type[M
     for family in FAMILIES:
         if family.matches(config, tensor_names):
             return family
-    _raise_unsupported(config)
-
-
-def _raise_unsupported(config: dict[str, Any]) -> None:
-    model_type = config.get("model_type")
-    architectures = ", ".join(config.get("architectures") or []) or "none listed"
-    raise UnsupportedModelError(
-        f"unsupported architecture: model_type={model_type!r} (architectures: {architectures}); "
-        "bertc compiles BERT-family models (BERT, TinyBERT, MiniLM)"
-    )
+    return ModelFamily

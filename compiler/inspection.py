@@ -13,10 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bertc.compiler.core.errors import ModelFileError
+from bertc.compiler.contract import contract_violations
+from bertc.compiler.core.errors import BertcError, ModelFileError
 from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest, to_jsonable
 from bertc.compiler.core.sparsity import is_encoder_linear_weight, matrix_sparsity, summarise
-from bertc.compiler.loading import find_weight_files, read_config, resolve_source
+from bertc.compiler.families import family_of_config
+from bertc.compiler.loading import (
+    find_weight_files,
+    load_tokenizer,
+    read_config,
+    resolve_source,
+    tokenizer_violations,
+)
 
 _LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
@@ -124,7 +132,21 @@ def inspect_checkpoint(source: str, allow_pickle: bool = False) -> dict[str, Any
         "sparsity": round(zeros / total, 4) if total else 0.0,
         "weight_sparsity": to_jsonable(summarise(matrices)),
         "quantization": None,
+        "contract": checkpoint_contract(directory, config),
     }
+
+
+def checkpoint_contract(directory: Path, config: dict[str, Any]) -> list[str]:
+    """Every way the checkpoint breaks bertc's contract (config rows and rules, then the
+    tokenizer against the config), one line each; empty when bertc can compile it."""
+    found = [str(v) for v in contract_violations(config, family_of_config(config).attributes)]
+    if found:
+        return found
+    try:
+        tokenizer = load_tokenizer(directory, config)
+    except BertcError as error:
+        return [str(error)]
+    return tokenizer_violations(tokenizer, config)
 
 
 def render_inspection(inspection: dict[str, Any]) -> list[Any]:
@@ -146,7 +168,13 @@ def render_inspection(inspection: dict[str, Any]) -> list[Any]:
                 f"{layer['sparsity']:.1%}",
                 layer["dtype"],
             )
-        return [table, *render_weight_sparsity(inspection["weight_sparsity"])]
+        contract = inspection.get("contract") or []
+        verdict = (
+            "contract: ok (bertc can compile this checkpoint)"
+            if not contract
+            else f"contract: {len(contract)} violation(s): " + "; ".join(contract)
+        )
+        return [table, *render_weight_sparsity(inspection["weight_sparsity"]), verdict]
     files = Table(
         title=f"{inspection['path']} → {inspection['target']} (integrity {inspection['integrity']})"
     )

@@ -10,15 +10,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from bertc.compiler.contract import is_benign_unused, unused_weight_violation
 from bertc.compiler.core.errors import (
     ModelFileError,
     ModelNotFoundError,
     UnsafeCheckpointError,
+    UnsupportedModelError,
+    UsageError,
 )
 from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.sparsity import SparsityReport, analyse_module
@@ -271,9 +276,12 @@ def load_model(
         WeightFile(path.name, path.stat().st_size, sha256_file(path), dtype)
         for path, dtype in zip(checkpoint.weight_paths, checkpoint.weight_dtypes, strict=True)
     ]
-    model, load_notes = _instantiate(directory, config, family, head, allow_pickle)
     tokenizer = load_tokenizer(directory, config)
-    notes = list(family.notes_for(tensor_names)) + load_notes
+    check_tokenizer_fits(tokenizer, config)
+    position_limit = config.get("max_position_embeddings", DEFAULT_POSITION_EMBEDDINGS)
+    max_length, length_notes = fit_max_sequence_length(max_sequence_length, position_limit)
+    model, load_notes = _instantiate(directory, config, family, head, allow_pickle)
+    notes = list(family.notes_for(tensor_names)) + load_notes + length_notes
     stored = sorted(
         {
             HALF_DTYPES[dtype]
@@ -289,7 +297,6 @@ def load_model(
     wrapper = EncoderForExport(model) if head == HEAD_ENCODER else ClassifierForExport(model)
     wrapper.eval()
     outputs = ("last_hidden_state", "sentence_embedding") if head == HEAD_ENCODER else ("logits",)
-    position_limit = int(config.get("max_position_embeddings", max_sequence_length))
     return LoadedModel(
         source=source,
         directory=directory,
@@ -302,7 +309,7 @@ def load_model(
         tokenizer=tokenizer,
         label_map=_label_map(config) if head == HEAD_CLASSIFIER else None,
         weight_files=tuple(weight_files),
-        max_sequence_length=min(max_sequence_length, position_limit),
+        max_sequence_length=max_length,
         notes=tuple(notes),
         sparsity=analyse_module(wrapper),
     )
@@ -332,9 +339,12 @@ def _instantiate(
     model, _, unexpected = load_weights(
         cls, directory, family.normalise_config(config), allow_pickle, **options
     )
+    refusal = unused_weight_violation(unexpected, cls.__name__)
+    if refusal:
+        raise UnsupportedModelError(refusal)
     notes = []
     ignored = [name for name in unexpected if not family.is_known_extra(name)]
-    if ignored:
+    if ignored and all(is_benign_unused(name) for name in ignored):
         notes.append(f"ignored {len(ignored)} weights not used by the model (e.g. {ignored[0]})")
     return model.eval(), notes
 
@@ -370,6 +380,8 @@ def load_weights(
     transformers_logger.setLevel(logging.ERROR)
     try:
         model, info = cls.from_pretrained(str(directory), **kwargs)
+    except pickle.UnpicklingError as error:
+        raise refused_pickle(directory, error) from error
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelFileError(
             f"could not load the weights in {directory}: {_first_line(error)}"
@@ -386,9 +398,109 @@ def load_weights(
     return model, missing, sorted(info.get("unexpected_keys", []))
 
 
+# torch's weights-only unpickler names what it refused after this marker.
+_WEIGHTS_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error: (.*?)(?:\s+Check the doc|$)", re.S)
+
+
+def refused_pickle(where: Path, error: BaseException) -> UnsafeCheckpointError:
+    """Exit 6 for a pickle that safe loading (`torch.load(weights_only=True)`) refused: it holds
+    more than tensors (a crafted one runs code). torch's own text suggests turning safe loading
+    off; this message says what was refused and never that."""
+    match = _WEIGHTS_UNPICKLER_REASON.search(str(error))
+    reason = match.group(1).strip().rstrip(".") if match else type(error).__name__
+    return UnsafeCheckpointError(
+        f"{where}: the pickle weights hold more than tensors and safe loading refused them "
+        f"({reason}); such a file can run code when unpickled, so bertc will not load it: get "
+        "the checkpoint as safetensors from a source you trust"
+    )
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+DEFAULT_POSITION_EMBEDDINGS = 512  # transformers' BertConfig default
+
+
+def fit_max_sequence_length(requested: int, position_limit: int) -> tuple[int, list[str]]:
+    """The artifact's maximum length: `requested` unless the position table is shorter. The
+    default is cut to the table with a note; an explicit longer length is a usage error (exit 2),
+    since positions past the table have no embedding."""
+    if requested <= position_limit:
+        return requested, []
+    if requested != DEFAULT_MAX_SEQUENCE_LENGTH:
+        raise UsageError(
+            f"--max-sequence-length {requested} is longer than the model's position table "
+            f"(max_position_embeddings={position_limit}); use at most {position_limit}"
+        )
+    return position_limit, [
+        f"maximum sequence length {position_limit} (the model's max_position_embeddings), "
+        f"not the default {requested}"
+    ]
+
+
+def model_inputs(encoded: Any, input_names: tuple[str, ...]) -> dict[str, Any]:
+    """A tokenizer's output as int64 numpy arrays named as the graph's inputs; zeros for
+    `token_type_ids` when the tokenizer gives none (what BertModel uses in their absence)."""
+    import numpy as np
+
+    arrays = {
+        name: np.asarray(encoded[name], dtype=np.int64) for name in input_names if name in encoded
+    }
+    if "token_type_ids" in input_names and "token_type_ids" not in arrays:
+        arrays["token_type_ids"] = np.zeros_like(arrays["input_ids"])
+    return {name: arrays[name] for name in input_names}
+
+
+def tokenizer_input_names(tokenizer: Any) -> tuple[str, ...]:
+    """The fields the tokenizer returns (`model_input_names`)."""
+    return tuple(getattr(tokenizer, "model_input_names", ()) or ())
+
+
+def tokenizer_violations(tokenizer: Any, config: dict[str, Any]) -> list[str]:
+    """Each way the tokenizer's ids do not fit the model, one line each (empty: they fit): more
+    tokens (added ones included) than `vocab_size`, or a BERT special token missing."""
+    found = []
+    vocab_size = config.get("vocab_size", 30522)
+    size = len(tokenizer)
+    if size > vocab_size:
+        added = size - int(getattr(tokenizer, "vocab_size", size))
+        found.append(
+            f"the tokenizer has {size} tokens ({added} added) but config.vocab_size is "
+            f"{vocab_size}: ids ≥ {vocab_size} have no embedding; resize the embeddings to the "
+            "tokenizer (model.resize_token_embeddings) and save again"
+        )
+    missing = [
+        name
+        for name in ("cls_token", "sep_token", "pad_token", "unk_token")
+        if getattr(tokenizer, f"{name}_id", None) is None
+    ]
+    if missing:
+        found.append(
+            f"the tokenizer has no {', '.join(missing)}: a BERT tokenizer needs [CLS], [SEP], "
+            "[PAD] and [UNK]"
+        )
+    return found
+
+
+def check_tokenizer_fits(tokenizer: Any, config: dict[str, Any]) -> None:
+    """Refuse (UnsupportedModelError, exit 5) a tokenizer whose ids the model cannot embed."""
+    found = tokenizer_violations(tokenizer, config)
+    if found:
+        raise UnsupportedModelError(found[0])
+
+
+def check_segments_fit(tokenizer: Any, config: dict[str, Any], pair: bool) -> None:
+    """Refuse (exit 5) a pair task on a model with one segment embedding, when the tokenizer
+    gives the second text segment id 1 (PyTorch raises an IndexError there)."""
+    segments = config.get("type_vocab_size", 2)
+    if pair and segments < 2 and "token_type_ids" in tokenizer_input_names(tokenizer):
+        raise UnsupportedModelError(
+            f"a pair task needs two segment embeddings but config.type_vocab_size is {segments}: "
+            "the second text's token_type_ids 1 has no embedding; compile it for a "
+            "single-sentence task"
+        )
 
 
 def load_tokenizer(directory: Path, config: dict[str, Any]) -> Any:

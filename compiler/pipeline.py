@@ -43,14 +43,18 @@ from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import check_parity, export_onnx
+from bertc.compiler.families import check_supported
 from bertc.compiler.loading import (
     HEAD_ENCODER,
     HEAD_REGRESSION,
     LoadedModel,
+    check_segments_fit,
     head_kind,
     load_model,
+    model_inputs,
     read_config,
     resolve_source,
+    tokenizer_input_names,
 )
 from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's API)
     DEFAULT_CALIBRATION_SAMPLES,
@@ -123,6 +127,7 @@ def compile_model(
     # The task and the calibration sentences are settled from the config alone, before any
     # weight is read: a compile that cannot work says so at once.
     config = read_config(resolve_source(source))
+    check_supported(config)
     task = resolve_task(options.task, config.get("finetuning_task"))
     check_task_fits_head(task, config, source)
     calibration = calibration_examples(task, options, target)
@@ -132,6 +137,7 @@ def compile_model(
     loaded = load_model(
         source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
     )
+    check_segments_fit(loaded.tokenizer, loaded.config, takes_pairs(loaded, task))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -319,9 +325,7 @@ def calibration_inputs(
             max_length=loaded.max_sequence_length,
             return_tensors="np",
         )
-        inputs.append(
-            {name: np.asarray(encoded[name], dtype=np.int64) for name in loaded.input_names}
-        )
+        inputs.append(model_inputs(encoded, loaded.input_names))
     return inputs
 
 
@@ -364,6 +368,10 @@ def build_manifest(
             "labels": loaded.label_map,
             "max_sequence_length": loaded.max_sequence_length,
             "inputs": loaded.input_names,
+            # Where token_type_ids come from: the tokenizer, or zeros when it gives none.
+            "token_type_ids": "tokenizer"
+            if "token_type_ids" in tokenizer_input_names(loaded.tokenizer)
+            else "zeros",
             "outputs": loaded.output_names,
             "sentence_embedding": "mean of last_hidden_state over attention_mask (not normalised)"
             if "sentence_embedding" in loaded.output_names

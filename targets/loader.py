@@ -158,6 +158,9 @@ class HfTokenizer:
         self.tokenizer.enable_truncation(int(manifest["model"]["max_sequence_length"]))
         self.tokenizer.no_padding()
         self.input_names = list(manifest["model"]["inputs"])
+        # A checkpoint whose tokenizer gives no token_type_ids was compiled (and checked) with
+        # zeros there; tokenizer.json's template would still mark a pair's second text 1.
+        self.zero_token_types = manifest["model"].get("token_type_ids") == "zeros"
 
     def __call__(self, text: str, pair: str | None) -> dict[str, np.ndarray]:
         """One example as [1, length] int64 arrays named like the model's inputs."""
@@ -165,7 +168,9 @@ class HfTokenizer:
         arrays = {
             "input_ids": encoding.ids,
             "attention_mask": encoding.attention_mask,
-            "token_type_ids": encoding.type_ids,
+            "token_type_ids": [0] * len(encoding.ids)
+            if self.zero_token_types
+            else encoding.type_ids,
         }
         return {name: np.asarray([arrays[name]], dtype=np.int64) for name in self.input_names}
 

@@ -15,10 +15,12 @@ from bertc.compiler.core.errors import (
     ModelNotFoundError,
     UnsafeCheckpointError,
     UnsupportedModelError,
+    UsageError,
 )
 from bertc.compiler.export import encode
 from bertc.compiler.families import check_supported
 from bertc.compiler.loading import load_model, resolve_source
+from bertc.compiler.options import DEFAULT_MAX_SEQUENCE_LENGTH
 from model_factory import (
     REAL_CONFIGS,
     corrupt_safetensors_header,
@@ -72,13 +74,20 @@ def test_weight_files_are_recorded_with_their_hash(tiny_classifier: Path) -> Non
     assert recorded.dtype == "F32"
 
 
-def test_max_sequence_length_is_capped_by_the_position_table(tiny_classifier: Path) -> None:
+def test_an_explicit_max_sequence_length_past_the_position_table_is_refused(
+    tiny_classifier: Path,
+) -> None:
     positions = json.loads((tiny_classifier / "config.json").read_text())["max_position_embeddings"]
-    assert (
-        load_model(str(tiny_classifier), max_sequence_length=4 * positions).max_sequence_length
-        == positions
-    )
+    with pytest.raises(UsageError, match=f"max_position_embeddings={positions}"):
+        load_model(str(tiny_classifier), max_sequence_length=4 * positions)
     assert load_model(str(tiny_classifier), max_sequence_length=16).max_sequence_length == 16
+
+
+def test_the_default_max_sequence_length_is_cut_to_the_position_table(tmp_path: Path) -> None:
+    positions = DEFAULT_MAX_SEQUENCE_LENGTH // 2
+    loaded = load_model(str(make_checkpoint(tmp_path, {"max_position_embeddings": positions})))
+    assert loaded.max_sequence_length == positions
+    assert any("max_position_embeddings" in note for note in loaded.notes)
 
 
 def test_regression_head_has_one_output_and_no_labels(tmp_path: Path) -> None:
