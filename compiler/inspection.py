@@ -22,6 +22,7 @@ from bertc.compiler.loading import (
     find_weight_files,
     load_tokenizer,
     read_config,
+    refused_pickle,
     resolve_source,
     tokenizer_violations,
 )
@@ -106,7 +107,9 @@ def inspect_checkpoint(source: str, allow_pickle: bool = False) -> dict[str, Any
                 group["dtypes"].add(str(tensor.dtype).removeprefix("torch."))
                 if is_encoder_linear_weight(name, tensor.dim()):
                     matrices.append(matrix_sparsity(name, tensor.float().numpy()))
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+        except pickle.UnpicklingError as error:
+            raise refused_pickle(weight_file, error) from error
+        except (OSError, RuntimeError, ValueError, EOFError) as error:
             raise ModelFileError(f"{weight_file} is not readable: {error}") from error
     layers = [
         {

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -398,21 +397,24 @@ def load_weights(
     return model, missing, sorted(info.get("unexpected_keys", []))
 
 
-# torch's weights-only unpickler names what it refused after this marker.
-_WEIGHTS_UNPICKLER_REASON = re.compile(r"WeightsUnpickler error: (.*?)(?:\s+Check the doc|$)", re.S)
-
-
 def refused_pickle(where: Path, error: BaseException) -> UnsafeCheckpointError:
     """Exit 6 for a pickle that safe loading (`torch.load(weights_only=True)`) refused: it holds
     more than tensors (a crafted one runs code). torch's own text suggests turning safe loading
     off; this message says what was refused and never that."""
-    match = _WEIGHTS_UNPICKLER_REASON.search(str(error))
-    reason = match.group(1).strip().rstrip(".") if match else type(error).__name__
+    reason = _unpickler_reason(str(error)) or type(error).__name__
     return UnsafeCheckpointError(
         f"{where}: the pickle weights hold more than tensors and safe loading refused them "
         f"({reason}); such a file can run code when unpickled, so bertc will not load it: get "
         "the checkpoint as safetensors from a source you trust"
     )
+
+
+def _unpickler_reason(text: str) -> str:
+    """What torch's weights-only unpickler refused, without its advice around it (which
+    suggests `weights_only=False`)."""
+    text = text.split("trusted source.", 1)[-1].split("Check the documentation", 1)[0]
+    text = text.split("WeightsUnpickler error:", 1)[-1]
+    return " ".join(text.split()).rstrip(".")
 
 
 def _first_line(error: BaseException) -> str:
