@@ -223,18 +223,29 @@ def choose_tokenizer(
         "hf_tokenizer": type(loaded.tokenizer).__name__,
         "parity": parity_section(parity, options.allow_tokenizer_mismatch),
     }
-    if parity.passed or options.allow_tokenizer_mismatch:
+    waivable = options.allow_tokenizer_mismatch and not parity.over_length
+    if parity.passed or waivable:
         return request, section, None
     message = (
         f"the {target.name} in-graph tokenizer differs from the HF tokenizer on "
         f"{parity.mismatched} of {parity.checked} sentences (first: "
         f"{describe_mismatch(parity.mismatches[0])})"
     )
+    if explicit and parity.over_length:
+        raise TokenizerMismatchError(
+            f"{message}; {parity.over_length} ran past the maximum length "
+            f"{loaded.max_sequence_length}, which no flag waives: use --tokenizer none"
+        )
     if explicit:
         raise TokenizerMismatchError(
             f"{message}; pass --allow-tokenizer-mismatch to build anyway, or --tokenizer none"
         )
-    note = f"token ids in: {message}; --tokenizer fused --allow-tokenizer-mismatch fuses it anyway"
+    remedy = (
+        f"{parity.over_length} ran past the maximum length"
+        if parity.over_length
+        else "--tokenizer fused --allow-tokenizer-mismatch fuses it anyway"
+    )
+    note = f"token ids in: {message}; {remedy}"
     return None, {**ids_in, "fused_refused": section}, note
 
 
@@ -276,7 +287,8 @@ def parity_section(parity: TokenizerParity, allowed: bool) -> dict[str, Any]:
         "sets": dict(parity.sets),
         "fields": ["input_ids", "token_type_ids", "attention_mask"],
         "passed": parity.passed,
-        "mismatch_allowed": allowed and not parity.passed,
+        "over_length": parity.over_length,
+        "mismatch_allowed": allowed and not parity.passed and not parity.over_length,
         "mismatches": [
             {**to_jsonable(item), "summary": describe_mismatch(item)} for item in parity.mismatches
         ],

@@ -104,7 +104,9 @@ class TokenizerMismatch:
     index: int
     text_a: str
     text_b: str | None
-    field: str  # input_ids, token_type_ids, attention_mask, or "error" (the graph raised)
+    # input_ids, token_type_ids, attention_mask, "length" (more ids than the artifact's maximum
+    # length) or "error" (the graph raised)
+    field: str
     expected: list[int]
     got: list[int] | list[str]
 
@@ -117,6 +119,9 @@ class TokenizerParity:
     mismatched: int
     sets: Mapping[str, int]
     mismatches: tuple[TokenizerMismatch, ...] = field(default_factory=tuple)
+    # Examples whose in-graph ids ran past the maximum length: never waived (the encoder's
+    # position table ends there), even with --allow-tokenizer-mismatch.
+    over_length: int = 0
 
     @property
     def passed(self) -> bool:
@@ -146,6 +151,7 @@ def check_tokenizer_parity(
     """Every sentence through both tokenizers; each differing field of each sentence is counted."""
     checked = 0
     bad_examples = 0
+    over_length = 0
     mismatches: list[TokenizerMismatch] = []
     for set_name, pairs in sentence_sets.items():
         for index, (text_a, text_b) in enumerate(pairs):
@@ -155,9 +161,13 @@ def check_tokenizer_parity(
                 got = in_graph.encode(text_a, text_b)
             except Exception as error:  # a runtime that cannot take the input fails its parity
                 got = {"error": str(error).strip().splitlines()[-1:] or [type(error).__name__]}
+            too_long = "error" not in got and _length(got) > max_length
+            over_length += too_long
             differing = (
                 ["error"]
                 if "error" in got
+                else ["length"]
+                if too_long
                 else [
                     name
                     for name in fields
@@ -176,11 +186,15 @@ def check_tokenizer_parity(
                             text_b,
                             name,
                             expected.get(name, expected["input_ids"]),
-                            got[name] if name == "error" else _ids(got[name]),
+                            got[name] if name == "error" else _ids(got.get(name, got["input_ids"])),
                         )
                     )
     sizes = {name: len(pairs) for name, pairs in sentence_sets.items()}
-    return TokenizerParity(checked, bad_examples, sizes, tuple(mismatches))
+    return TokenizerParity(checked, bad_examples, sizes, tuple(mismatches), over_length)
+
+
+def _length(got: Mapping[str, Any]) -> int:
+    return int(np.asarray(got["input_ids"]).size)
 
 
 def _ids(values: Any) -> list[int]:
@@ -189,6 +203,12 @@ def _ids(values: Any) -> list[int]:
 
 def describe_mismatch(mismatch: TokenizerMismatch) -> str:
     """One line: which sentence, which field, where the ids first differ."""
+    if mismatch.field == "length":
+        text = f"{mismatch.text_a!r} / {mismatch.text_b!r}"
+        return (
+            f"{mismatch.set_name}[{mismatch.index}] {text[:80]}: {len(mismatch.got)} ids, more "
+            f"than the maximum length (HF truncates to {len(mismatch.expected)})"
+        )
     if mismatch.field == "error":
         text = f"{mismatch.text_a!r} / {mismatch.text_b!r}"
         return f"{mismatch.set_name}[{mismatch.index}] {text[:80]}: runtime error {mismatch.got}"

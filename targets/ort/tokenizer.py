@@ -10,7 +10,9 @@ Limits of onnxruntime-extensions 0.15.2, shown by tests/test_tokenizer.py:
   fused ONNX artifact runs batch 1 and an app loops over a batch;
 - its converter sets `strip_accents` only when the HF config names it, while HF strips accents
   whenever it lowercases and `strip_accents` is unset: bertc passes the HF behaviour explicitly;
-- the tokenizer.json-based HfJsonTokenizer (`schema_v2=True`) rejects "BertTokenizer" at load.
+- the tokenizer.json-based HfJsonTokenizer (`schema_v2=True`) rejects "BertTokenizer" at load;
+- it does not truncate a sentence pair at `max_length` (with any `truncation_strategy_name`),
+  so a pair task's ids could run past the artifact's length: bertc refuses pairs here.
 Running the graph needs the extensions' custom-op library registered with the session.
 """
 
@@ -208,6 +210,7 @@ def attach_tokenizer(
     """
     import onnx
 
+    refuse_pairs(request)
     encoder = onnx.load(str(encoder_path))
     pre = preprocessing_model(request.hf_tokenizer, request.max_length, encoder)
     section = runtime_section(request.mode.value, request.pair)
@@ -219,8 +222,19 @@ def attach_tokenizer(
     return section, (TOKENIZER_ONNX,)
 
 
+def refuse_pairs(request: Any) -> None:
+    """TokenizerConversionError for a pair task: the extensions' BertTokenizer would hand the
+    encoder more than `max_length` ids (see the module's limits), never a truncated pair."""
+    if request.pair:
+        raise TokenizerConversionError(
+            f"onnxruntime-extensions {extensions_version()}'s BertTokenizer does not truncate a "
+            f"sentence pair at max_length {request.max_length}, so pairs stay token ids"
+        )
+
+
 def standalone_tokenizer(request: Any) -> OrtTokenizer:
     """The tokenizer graph alone, converted as `attach_tokenizer` converts it."""
+    refuse_pairs(request)
     return OrtTokenizer(preprocessing_model(request.hf_tokenizer, request.max_length))
 
 

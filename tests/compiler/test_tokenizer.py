@@ -14,6 +14,7 @@ from bertc.compiler.core.errors import TokenizerConversionError, TokenizerMismat
 from bertc.compiler.tokenization import (
     builtin_set,
     check_tokenizer_parity,
+    describe_mismatch,
     hard_set,
 )
 from bertc.targets import loader as runtime_app
@@ -402,7 +403,7 @@ PAIRS = (
 )
 
 
-@pytest.mark.parametrize("target", ["openvino", "ort-mobile"])
+@pytest.mark.parametrize("target", ["openvino"])
 def test_sentence_pairs_through_the_in_graph_tokenizer(compile_once, tiny_regressor, target):
     """STS-B: two texts per example, truncated longest-first as HF does, same scores as ids-in."""
     from transformers import AutoTokenizer
@@ -420,8 +421,6 @@ def test_sentence_pairs_through_the_in_graph_tokenizer(compile_once, tiny_regres
     model = runtime_app.load(fused.artifact_dir, threads=1)
     hf = AutoTokenizer.from_pretrained(str(tiny_regressor))
     texts, pairs = PAIRS
-    if target == "ort-mobile":  # one example a run; pairs past max_length are not truncated
-        texts, pairs = texts[:2], pairs[:2]
     logits = model.logits(texts, pairs)
     from bertc.compiler.core.manifest import read_manifest
     from bertc.targets import get_target
@@ -449,3 +448,41 @@ def test_sentence_pairs_through_the_in_graph_tokenizer(compile_once, tiny_regres
             ("", "second only"),
             (" ".join(["left"] * 200), " ".join(["right"] * 200)),
         }
+
+
+@pytest.mark.parametrize("target", ["onnx", "ort-mobile"])
+def test_onnx_runtime_targets_keep_pairs_as_token_ids(
+    tmp_path, tiny_regressor, glue_data_dir, target
+):
+    """onnxruntime-extensions 0.15.2 does not truncate pairs at max_length: asked for, a fused
+    pair tokenizer is refused (exit 15); by default the artifact takes token ids, with a note."""
+    from bertc.compiler.pipeline import CompileOptions, compile_model
+
+    settings = dict(target=target, task="stsb", data_dir=glue_data_dir, calibration_samples=8)
+    with pytest.raises(TokenizerConversionError, match="does not truncate a sentence pair") as e:
+        compile_model(
+            str(tiny_regressor),
+            tmp_path / "fused",
+            CompileOptions(**settings, tokenizer="fused", allow_tokenizer_mismatch=True),
+        )
+    assert e.value.exit_code == 15 and not (tmp_path / "fused").exists()
+    result = compile_model(str(tiny_regressor), tmp_path / "default", CompileOptions(**settings))
+    assert result.manifest["tokenizer"]["mode"] == "none"
+    assert any("does not truncate" in note for note in result.manifest["notes"])
+
+
+def test_the_gate_counts_ids_past_the_maximum_length(hf_tokenizer) -> None:
+    """An in-graph tokenizer that returns more ids than the maximum length fails the gate on
+    that field, whatever the ids."""
+    from bertc.compiler.core.graph import InGraphTokenizer
+
+    class Untruncated(InGraphTokenizer):
+        def encode(self, text_a, text_b):
+            encoded = hf_tokenizer(text_a, text_b)
+            return {name: np.asarray(values) for name, values in encoded.items()}
+
+    pairs = [(" ".join(["long"] * 300), "short"), ("short", "pair")]
+    parity = check_tokenizer_parity(hf_tokenizer, Untruncated(), {"p": pairs}, 16)
+    assert parity.over_length == 1 and parity.mismatched == 1
+    assert parity.mismatches[0].field == "length"
+    assert "more than the maximum length" in describe_mismatch(parity.mismatches[0])
