@@ -301,6 +301,16 @@ def unused_weight_violation(unused: Iterable[str], model_class: str) -> str | No
     )
 
 
+def benign_unused_reasons(unused: Iterable[str]) -> list[str]:
+    """Why each benign unused weight is harmless, one reason per kind present, sorted."""
+    bare = [name.removeprefix("bert.") for name in unused]
+    return sorted(
+        reason
+        for prefix, reason in BENIGN_UNUSED_WEIGHTS.items()
+        if any(name.startswith(prefix) for name in bare)
+    )
+
+
 def is_benign_unused(tensor_name: str) -> bool:
     """Whether an unused weight is one of `BENIGN_UNUSED_WEIGHTS`."""
     bare = tensor_name.removeprefix("bert.")

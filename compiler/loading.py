@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from bertc.compiler.contract import is_benign_unused, unused_weight_violation
+from bertc.compiler.contract import benign_unused_reasons, unused_weight_violation
 from bertc.compiler.core.errors import (
     ModelFileError,
     ModelNotFoundError,
@@ -189,6 +189,13 @@ def _expand_index(directory: Path, name: str) -> tuple[Path, ...]:
         weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ModelFileError(f"{path} is not a valid shard index: {error}") from error
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(shard, str) for shard in weight_map.values()
+    ):
+        raise ModelFileError(
+            f"{path} is not a valid shard index: weight_map must map tensor names to shard "
+            f"file names (it is a {type(weight_map).__name__})"
+        )
     shards = tuple(directory / shard for shard in sorted(set(weight_map.values())))
     missing = [shard.name for shard in shards if not shard.is_file()]
     if missing:
@@ -343,8 +350,11 @@ def _instantiate(
         raise UnsupportedModelError(refusal)
     notes = []
     ignored = [name for name in unexpected if not family.is_known_extra(name)]
-    if ignored and all(is_benign_unused(name) for name in ignored):
-        notes.append(f"ignored {len(ignored)} weights not used by the model (e.g. {ignored[0]})")
+    if ignored:
+        notes.append(
+            f"ignored {len(ignored)} weights the compiled model does not use "
+            f"({'; '.join(benign_unused_reasons(ignored))}; e.g. {ignored[0]})"
+        )
     return model.eval(), notes
 
 

@@ -44,6 +44,14 @@ def convert_hf_tokenizer(hf_tokenizer: Any, max_length: int, pair: bool):
         ) from error
     for port, name in zip(model.inputs, TEXT_INPUTS, strict=False):
         port.get_tensor().set_names({name})
+    produced = {port.get_any_name() for port in model.outputs}
+    if "token_type_ids" not in produced:
+        # The converter follows the HF tokenizer's model_input_names; without segment ids the
+        # encoder's input would be left unfed (the ids-in artifact feeds zeros instead).
+        raise TokenizerConversionError(
+            "the tokenizer gives no token_type_ids, so its converted graph cannot feed the "
+            "encoder's segment ids; the artifact takes token ids (zero segment ids)"
+        )
     return model
 
 

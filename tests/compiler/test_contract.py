@@ -315,3 +315,15 @@ def test_relative_positions_are_silently_dropped_by_transformers() -> None:
     names = {name for name, _ in relative.named_parameters()}
     assert names == {name for name, _ in absolute.named_parameters()}
     assert not any("distance_embedding" in name for name in names)
+
+
+def test_the_contract_reads_the_config_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bertc.compiler.families import check_supported; "
+        "check_supported({'model_type': 'bert'}); print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
