@@ -128,7 +128,14 @@ class TextModel:
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
         pairs = None if text_pairs is None else [str(text) for text in text_pairs]
-        return [np.asarray(output) for output in _guarded(self.backend.run, texts, pairs)]
+        results = [np.asarray(output) for output in _guarded(self.backend.run, texts, pairs)]
+        for result in results:  # e.g. OpenVINO's tokenizer on empty pairs: zero rows, no error
+            if result.ndim == 0 or result.shape[0] != len(texts) or not result.size:
+                raise RuntimeFailure(
+                    f"the runtime returned an output of shape {list(result.shape)} for "
+                    f"{len(texts)} example(s)"
+                )
+        return results
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
         """The model's first output for each example, shape [len(texts), outputs]."""
