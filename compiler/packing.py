@@ -150,13 +150,19 @@ class _BoundedInflater:
                 self.pending = self.source.read(_READ_BLOCK)
                 if not self.pending:
                     raise _DamagedPack(f"its {self.what} stream is cut short")
-            chunk = self.inflater.decompress(self.pending, wanted)
+            chunk = self._inflate(wanted)
             self.pending = self.inflater.unconsumed_tail
             parts.append(chunk)
             wanted -= len(chunk)
             if self.inflater.eof and self.inflater.unused_data:
                 raise _DamagedPack(f"its {self.what} stream has bytes after its end")
         return b"".join(parts)
+
+    def _inflate(self, most: int) -> bytes:
+        try:
+            return self.inflater.decompress(self.pending, most)
+        except zlib.error as error:  # a damaged stream, or its adler-32 check failed
+            raise _DamagedPack(f"its {self.what} stream is corrupt ({error})") from error
 
     def finish(self) -> None:
         """The stream must end exactly here, with nothing after it."""
@@ -170,7 +176,7 @@ class _BoundedInflater:
                 self.pending = self.source.read(_READ_BLOCK)
                 if not self.pending:
                     return False
-            if self.inflater.decompress(self.pending, 1):
+            if self._inflate(1):
                 return False
             self.pending = self.inflater.unconsumed_tail
         return not self.pending and not self.inflater.unused_data
@@ -181,14 +187,14 @@ def _restore_stream(member: _SpanReader, length: int, write: Callable[[bytes], o
     into `write`; every stream is capped at the size the file must have."""
     header = member.read(_HEADER.size)
     if len(header) != _HEADER.size:
-        raise _DamagedPack("a member is shorter than its header")
+        raise _DamagedPack("it is shorter than its header")
     magic, claimed, bitmap_length, values_length = _HEADER.unpack(header)
     if magic != _MAGIC:
-        raise _DamagedPack("a member is not a bertc zero-bitmap stream")
+        raise _DamagedPack("it is not a bertc zero-bitmap stream")
     if claimed != length:
-        raise _DamagedPack(f"a member claims {claimed} bytes where {length} are recorded")
+        raise _DamagedPack(f"it claims {claimed} bytes where {length} are recorded")
     if bitmap_length + values_length != member.left:
-        raise _DamagedPack("a member's stream lengths do not add up to its size")
+        raise _DamagedPack("its stream lengths do not add up to its size")
     handle, start = member.handle, member.position
     bitmap = _BoundedInflater(_SpanReader(handle, start, bitmap_length), "bitmap")
     values = _BoundedInflater(_SpanReader(handle, start + bitmap_length, values_length), "values")
@@ -203,6 +209,16 @@ def _restore_stream(member: _SpanReader, length: int, write: Callable[[bytes], o
         left -= count
     bitmap.finish()
     values.finish()
+
+
+def _restore_member(
+    handle: BinaryIO, member: tarfile.TarInfo, length: int, write: Callable[[bytes], object]
+) -> None:
+    """`_restore_stream` of one tar member; its damage is told with the member's name."""
+    try:
+        _restore_stream(_SpanReader(handle, member.offset_data, member.size), length, write)
+    except _DamagedPack as error:
+        raise _DamagedPack(f"{member.name}: {error}") from error
 
 
 def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
@@ -336,7 +352,7 @@ def _member_bytes(handle: BinaryIO, member: tarfile.TarInfo, limit: int) -> byte
     if length > limit:
         raise _DamagedPack(f"{member.name} claims {length:,} bytes (at most {limit:,})")
     sink = io.BytesIO()
-    _restore_stream(_SpanReader(handle, member.offset_data, member.size), length, sink.write)
+    _restore_member(handle, member, length, sink.write)
     return sink.getvalue()
 
 
@@ -353,7 +369,7 @@ def _restore_file(
             digest.update(block)
             sink.write(block)
 
-        _restore_stream(_SpanReader(handle, member.offset_data, member.size), length, write)
+        _restore_member(handle, member, length, write)
     if digest.hexdigest() != sha256:
         raise _DamagedPack(f"{member.name} has changed (sha256 differs from the manifest's)")
 
