@@ -595,14 +595,14 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 11
-    if model.head == "encoder":
-        texts = args[1:]
-        if len(texts) == 2:
-            print(json.dumps({"cosine_similarity": model.similarity(*texts)}))
-        else:
-            print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
-        return 0
     try:
+        if model.head == "encoder":
+            texts = args[1:]
+            if len(texts) == 2:
+                print(json.dumps({"cosine_similarity": model.similarity(*texts)}))
+            else:
+                print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
+            return 0
         prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

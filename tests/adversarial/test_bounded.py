@@ -520,3 +520,31 @@ def test_an_empty_pair_on_openvino_is_one_line(fused_pair: Path, tmp_path: Path,
     with pytest.raises(loader.RuntimeFailure) as failed:
         model.predict(["", ""], ["", ""])
     assert "\n" not in str(failed.value) and len(str(failed.value)) < 400
+
+
+class FailingRunner:
+    """A runner whose runtime fails on the example numbered `failing` (its `n`)."""
+
+    def __init__(self, failing: int) -> None:
+        self.failing = failing
+
+    def run(self, inputs):
+        if self.failing in inputs["n"]:
+            raise loader.RuntimeFailure("Non-zero status code returned while running Gather node")
+        return [np.zeros((len(inputs["n"]), 2))]
+
+
+def test_verify_names_the_example_and_the_batch_its_runtime_failed_on() -> None:
+    from bertc.calibration.readers import Example
+    from bertc.compiler.verify import measure
+
+    examples = [Example(f"text {n}", None, 0, n + 1) for n in range(1, 11)]  # header on line 1
+    singles = [{"n": [n]} for n in range(1, 11)]
+    places = [f"example {n} (line {e.line})" for n, e in enumerate(examples, start=1)]
+    with pytest.raises(ArtifactError, match=r"failed on example 7 \(line 8\): Non-zero") as one:
+        measure._run_timed(FailingRunner(7), singles, 0, places)
+    assert one.value.exit_code == 11 and "\n" not in str(one.value)
+    batches = [{"n": list(range(start, min(start + 4, 11)))} for start in (1, 5, 9)]
+    batch_places = [measure._batch_place(examples, start, 4) for start in (0, 4, 8)]
+    with pytest.raises(ArtifactError, match=r"the batch of examples 5-8 \(lines 6-9\)"):
+        measure._throughput(FailingRunner(7), batches, 10, 0, batch_places)
