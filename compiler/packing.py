@@ -165,21 +165,19 @@ class _BoundedInflater:
             raise _DamagedPack(f"its {self.what} stream is corrupt ({error})") from error
 
     def finish(self) -> None:
-        """The stream must end exactly here, with nothing after it."""
-        if self.exactly_zero_left() and self.inflater.eof and not self.source.left:
-            return
-        raise _DamagedPack(f"its {self.what} stream holds more than the file's recorded size")
-
-    def exactly_zero_left(self) -> bool:
+        """The stream must end exactly here: no more output, its end reached, nothing after."""
         while not self.inflater.eof:
             if not self.pending:
                 self.pending = self.source.read(_READ_BLOCK)
                 if not self.pending:
-                    return False
+                    raise _DamagedPack(f"its {self.what} stream is cut short")
             if self._inflate(1):
-                return False
+                raise _DamagedPack(
+                    f"its {self.what} stream holds more than the file's recorded size"
+                )
             self.pending = self.inflater.unconsumed_tail
-        return not self.pending and not self.inflater.unused_data
+        if self.pending or self.inflater.unused_data or self.source.left:
+            raise _DamagedPack(f"its {self.what} stream has bytes after its end")
 
 
 def _restore_stream(member: _SpanReader, length: int, write: Callable[[bytes], object]) -> None:
