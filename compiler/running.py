@@ -114,12 +114,19 @@ def _parse_line(file: Path, number: int, raw: bytes) -> InputLine:
 
 
 def argument_inputs(text: str | None, text_pair: str | None) -> list[InputLine]:
-    """The TEXT [TEXT_PAIR] arguments as one example; UsageError when one is empty."""
+    """The TEXT [TEXT_PAIR] arguments as one example; UsageError when one is empty or not
+    UTF-8."""
     if text is None:
         raise UsageError("give a TEXT to label, or --file with one example per line")
     for name, value in (("TEXT", text), ("the second text", text_pair)):
         if value is not None and not value.strip():
             raise UsageError(f"{name} is empty: give a text to label")
+        try:  # bytes that are not UTF-8 reach Python's argv as lone surrogates
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise UsageError(
+                f"{name} is not valid UTF-8 (at character {error.start + 1})"
+            ) from None
     return [InputLine(0, text, text_pair)]
 
 

@@ -17,6 +17,7 @@ import gzip
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -48,6 +49,8 @@ from bertc.compiler.running import (
 )
 from bertc.targets import loader
 
+# The CLI as a user runs it (no BERTC_DEBUG traceback on top of the one line).
+QUIET_ENV = {key: value for key, value in os.environ.items() if key != "BERTC_DEBUG"}
 HEADER = struct.Struct("<8sQQQ")  # the zero-bitmap stream's header (packing._HEADER)
 MAGIC = b"BERTCZB1"
 
@@ -376,6 +379,38 @@ def test_the_cli_refuses_before_printing_anything(
     assert line.startswith("error: ") and any(part in line for part in match.split("|"))
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["", "x"], "TEXT is empty"),
+        ([" \t "], "TEXT is empty"),
+        (["fine", "  "], "the second text is empty"),
+        (["bad \udcff byte"], "TEXT is not valid UTF-8 (at character 5)"),
+        (["fine", "\udcc3"], "the second text is not valid UTF-8 (at character 1)"),
+    ],
+    ids=["empty", "blank", "empty pair", "invalid UTF-8", "invalid UTF-8 pair"],
+)
+def test_a_bad_text_argument_is_one_usage_error(arguments: list[str], message: str) -> None:
+    from bertc.compiler.running import argument_inputs
+
+    with pytest.raises(UsageError, match=re.escape(message)) as refused:
+        argument_inputs(*arguments, *([None] * (2 - len(arguments))))
+    assert refused.value.exit_code == 2
+
+
+def test_invalid_utf8_on_the_command_line_is_one_line(fused: Path, bertc_cli) -> None:
+    result = subprocess.run(
+        [Path(sys.executable).with_name("bertc"), "run", fused, b"bad \xff byte"],
+        capture_output=True,
+        env=QUIET_ENV,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().strip().splitlines() == [
+        "error: TEXT is not valid UTF-8 (at character 5)"
+    ]
+
+
 def mixed_lines(count: int) -> list[str]:
     """Texts of very different lengths in a shuffled order, with the odd characters above."""
     rng = np.random.default_rng(0)
@@ -481,6 +516,7 @@ def test_the_cli_says_one_line_and_onnx_runtime_logs_nothing(ids_in: Path, tmp_p
     result = subprocess.run(
         [sys.executable, "-c", CLI_DRIVER, "run", str(ids_in), "--file", str(inputs)],
         capture_output=True,
+        env=QUIET_ENV,
         text=True,
         timeout=300,
     )
