@@ -6,7 +6,7 @@ The TSV reader never skips a row silently: every malformed row is collected, the
 
 from __future__ import annotations
 
-import csv
+import codecs
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,16 +91,28 @@ def split_path(task: GlueTask, data_dir: Path, split: str = "dev") -> Path:
 
 
 def _numbered_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """TSV rows with their 1-based line numbers; utf-8-sig strips MRPC's byte-order mark."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        line = 0
-        try:
-            for row in reader:
-                line = reader.line_num
-                yield line, row
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise MalformedRowsError(f"{path}: cannot parse after line {line}: {exc}") from exc
+    """TSV rows with their 1-based line numbers; a UTF-8 byte-order mark (MRPC's) is dropped.
+
+    GLUE's TSVs are unquoted (csv's QUOTE_NONE, where a quote is a plain character), so a row is
+    its line split at tabs; lines end at `\\n` (one `\\r` before it is dropped), so the numbers
+    are an editor's and a line that is not UTF-8 is named by its own number.
+    """
+    try:
+        with path.open("rb") as handle:
+            for line, raw in enumerate(handle, start=1):
+                raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+                if line == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise MalformedRowsError(
+                        f"{path}: line {line} is not valid UTF-8 "
+                        f"({exc.reason} at byte {exc.start + 1})"
+                    ) from exc
+                yield line, text.split("\t") if text else []
+    except OSError as exc:
+        raise DataFileMissingError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def _positions(task: GlueTask, header: Sequence[str] | None, path: Path) -> list[int]:

@@ -1,13 +1,23 @@
 """`bertc run`: label text with an artifact through `bertc.targets.loader` alone; a sentence
 encoder gives each text's embedding, or each pair's cosine similarity.
 
+`--file` is read as a stream: CHUNK_LINES lines at a time, sorted by length inside the chunk and
+run in batches of BATCH_SIZE (so padding stays short), printed in input order. Memory holds one
+chunk, whatever the file's length. Lines end at `\\n` only (one `\\r` before it is dropped, for
+CRLF files); every other character, U+2028 and form feed included, belongs to its line, so
+output line N always answers input line N. An empty or blank line, a line that is not UTF-8,
+or a line with the wrong number of tab-separated texts is refused (DataError, exit 7) with its
+line number, before anything runs.
+
 Nothing here imports torch or transformers, so `bertc run` starts as fast as the runtime does.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -19,37 +29,124 @@ from bertc.compiler.core.manifest import check_integrity, read_manifest
 SHOWN_EMBEDDING_VALUES = 5
 # Decimals kept in --json: float32 holds about seven significant digits.
 JSON_DECIMALS = 6
+# Lines of --file read, sorted and labelled at a time; examples per runtime call.
+CHUNK_LINES = 64
+BATCH_SIZE = 16
+# A longer line is refused: the tokenizer keeps max_sequence_length tokens of it anyway.
+MAX_LINE_BYTES = 1 << 20
+_BYTE_ORDER_MARK = b"\xef\xbb\xbf"
 
 
-def read_inputs(
-    text: str | None, text_pair: str | None, file: Path | None
-) -> tuple[list[str], list[str] | None]:
-    """Texts from the arguments, or from --file (one example a line, a pair tab-separated)."""
-    if file is None:
-        if text is None:
-            raise UsageError("give a TEXT to label, or --file with one example per line")
-        return [text], None if text_pair is None else [text_pair]
-    if text is not None:
-        raise UsageError("give either TEXT or --file, not both")
+@dataclass(frozen=True)
+class InputLine:
+    """One example: its text(s) and where it came from (`line` 0: a TEXT argument)."""
+
+    line: int
+    text: str
+    text_pair: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}" if self.line else "the given text"
+
+
+def read_lines(file: Path) -> Iterator[InputLine]:
+    """Each line of `file` as one example: one text, or two separated by one tab.
+
+    Lines are split at `\\n` only; a UTF-8 byte-order mark and one `\\r` before each `\\n` are
+    dropped. DataError (exit 7) naming the line for a line that is empty or blank, not UTF-8,
+    longer than MAX_LINE_BYTES, or holds another number of texts than line 1; for an empty
+    file; or when the file cannot be read.
+    """
+    texts_per_line = None
+    number = 0
     try:
-        lines = [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read {file}: {error}") from error
-    if not lines:
+        with open(file, "rb") as handle:
+            while raw := handle.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                example = _parse_line(file, number, raw)
+                count = 1 if example.text_pair is None else 2
+                if texts_per_line is None:
+                    texts_per_line = count
+                elif count != texts_per_line:
+                    raise DataError(
+                        f"{file}: line {number} holds {count} tab-separated text(s) but line 1 "
+                        f"holds {texts_per_line}: every line must hold the same number"
+                    )
+                yield example
+    except OSError as error:
+        raise DataError(f"cannot read {file}: {error.strerror or error}") from error
+    if not number:
         raise DataError(f"{file} holds no examples")
-    rows = [line.split("\t") for line in lines]
-    if all(len(row) == 1 for row in rows):
-        return [row[0] for row in rows], None
-    if all(len(row) == 2 for row in rows):
-        return [row[0] for row in rows], [row[1] for row in rows]
-    raise DataError(f"{file}: every line must hold one text, or two separated by one tab")
+
+
+def _parse_line(file: Path, number: int, raw: bytes) -> InputLine:
+    """One line's bytes (with its `\\n`, if any) as an example, or a DataError naming it."""
+    if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        raise DataError(f"{file}: line {number} is longer than {MAX_LINE_BYTES:,} bytes")
+    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    if number == 1:
+        raw = raw.removeprefix(_BYTE_ORDER_MARK)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{file}: line {number} is not valid UTF-8 ({error.reason} at byte {error.start + 1})"
+        ) from error
+    fields = text.split("\t")
+    if len(fields) > 2:
+        raise DataError(
+            f"{file}: line {number} holds {len(fields)} tab-separated texts: a line holds one "
+            "text, or two separated by one tab"
+        )
+    for position, field in enumerate(fields):
+        if field.strip():
+            continue
+        if len(fields) == 1:
+            raise DataError(
+                f"{file}: line {number} is empty: every line must hold a text to label "
+                "(output line N answers input line N)"
+            )
+        raise DataError(
+            f"{file}: the {('first', 'second')[position]} text of line {number} is empty"
+        )
+    return InputLine(number, fields[0], fields[1] if len(fields) == 2 else None)
+
+
+def argument_inputs(text: str | None, text_pair: str | None) -> list[InputLine]:
+    """The TEXT [TEXT_PAIR] arguments as one example; UsageError when one is empty or not
+    UTF-8."""
+    if text is None:
+        raise UsageError("give a TEXT to label, or --file with one example per line")
+    for name, value in (("TEXT", text), ("the second text", text_pair)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{name} is empty: give a text to label")
+        try:  # bytes that are not UTF-8 reach Python's argv as lone surrogates
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise UsageError(
+                f"{name} is not valid UTF-8 (at character {error.start + 1})"
+            ) from None
+    return [InputLine(0, text, text_pair)]
+
+
+def run_file(artifact: Path, file: Path, threads: int | None, as_json: bool) -> Iterator[str]:
+    """One output line per line of `file`, in order (see the module's docstring)."""
+    if file.is_file():  # check every line before any output (a pipe can be read only once)
+        for _ in read_lines(file):
+            pass
+    lines = read_lines(file)
+    first = next(lines)
+    yield from run_artifact(artifact, chain([first], lines), threads, as_json)
 
 
 def run_artifact(
-    artifact: Path, texts: list[str], pairs: list[str] | None, threads: int | None, as_json: bool
+    artifact: Path, examples: Iterable[InputLine], threads: int | None, as_json: bool
 ) -> Iterator[str]:
-    """One output line per example: `label<TAB>score` or a JSON object; for a sentence encoder
-    the text's embedding, or with a second text the pair's cosine similarity."""
+    """One output line per example, in order: `label<TAB>score` or a JSON object; for a
+    sentence encoder the text's embedding, or with a second text the pair's cosine similarity.
+    ArtifactError (exit 11) when the artifact cannot load, or its runtime fails on an example
+    (the message names it)."""
     from bertc.targets.loader import ArtifactLoadError, load
 
     check_integrity(artifact, read_manifest(artifact))
@@ -57,71 +154,138 @@ def run_artifact(
         model = load(artifact, threads)
     except ArtifactLoadError as error:
         raise ArtifactError(str(error)) from error
-    if model.head == "encoder":
-        yield from _encoder_lines(model, texts, pairs, as_json)
+    examples = iter(examples)
+    first = next(examples, None)
+    if first is None:
         return
-    if model.pair and pairs is None:
+    _check_text_count(artifact, model, first)
+    label = _labeller(model, as_json)
+    for chunk in _chunks(chain([first], examples), CHUNK_LINES):
+        yield from _label_chunk(label, chunk)
+
+
+def _check_text_count(artifact: Path, model: Any, example: InputLine) -> None:
+    if model.head == "encoder":
+        return
+    if model.pair and example.text_pair is None:
         raise UsageError(f"{artifact} takes two texts (a sentence pair) per example")
-    if not model.pair and pairs is not None:
+    if not model.pair and example.text_pair is not None:
         # A common cause: a value after a flag that takes none (`--json true`).
         raise UsageError(
-            f"{artifact} takes one text per example, but a second text was given: {pairs[0]!r}"
+            f"{artifact} takes one text per example, but a second text was given: "
+            f"{example.text_pair!r}"
         )
+
+
+def _chunks(examples: Iterable[InputLine], size: int) -> Iterator[list[InputLine]]:
+    iterator = iter(examples)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+Labeller = Callable[[Sequence[InputLine]], list[str]]
+
+
+def _label_chunk(label: Labeller, chunk: list[InputLine]) -> list[str]:
+    """The chunk's output lines in input order, run in batches sorted by length."""
+    order = sorted(range(len(chunk)), key=lambda i: _length(chunk[i]))
+    lines: list[str] = [""] * len(chunk)
+    for start in range(0, len(order), BATCH_SIZE):
+        indices = order[start : start + BATCH_SIZE]
+        batch = [chunk[index] for index in indices]
+        for index, line in zip(indices, _run_batch(label, batch), strict=True):
+            lines[index] = line
+    return lines
+
+
+def _length(example: InputLine) -> int:
+    return len(example.text) + len(example.text_pair or "")
+
+
+def _run_batch(label: Labeller, batch: Sequence[InputLine]) -> list[str]:
+    """`label(batch)`; when the runtime fails, each example alone, to name the one it fails on."""
+    from bertc.targets.loader import RuntimeFailure
+
     try:
-        predictions = model.predict(texts, pairs)
+        return label(batch)
     except ValueError as error:
         raise UsageError(str(error)) from error
-    for index, prediction in enumerate(predictions):
+    except RuntimeFailure as error:
+        failure = error
+    for example in batch if len(batch) > 1 else ():
+        try:
+            label([example])
+        except RuntimeFailure as error:
+            failure = error
+            batch = [example]
+            break
+    where = batch[0].where if len(batch) == 1 else f"the batch of {batch[0].where}"
+    raise ArtifactError(f"the runtime failed on {where}: {failure}") from failure
+
+
+def _labeller(model: Any, as_json: bool) -> Labeller:
+    if model.head == "encoder":
+        return lambda batch: _encoder_lines(model, batch, as_json)
+    return lambda batch: _prediction_lines(model, batch, as_json)
+
+
+def _prediction_lines(model: Any, batch: Sequence[InputLine], as_json: bool) -> list[str]:
+    texts = [example.text for example in batch]
+    pairs = None if batch[0].text_pair is None else [str(e.text_pair) for e in batch]
+    lines = []
+    for example, prediction in zip(batch, model.predict(texts, pairs), strict=True):
         if as_json:
-            yield json.dumps(
-                {
-                    "text": texts[index],
-                    **({"text_pair": pairs[index]} if pairs is not None else {}),
-                    "label": prediction.label,
-                    "label_id": prediction.label_id,
-                    "scores": [round(score, 6) for score in prediction.scores],
-                },
-                ensure_ascii=False,
+            lines.append(
+                json.dumps(
+                    {
+                        "text": example.text,
+                        **({"text_pair": example.text_pair} if pairs is not None else {}),
+                        "label": prediction.label,
+                        "label_id": prediction.label_id,
+                        "scores": [round(score, 6) for score in prediction.scores],
+                    },
+                    ensure_ascii=False,
+                )
             )
         elif prediction.label is None:
-            yield f"{prediction.scores[0]:.4f}"
+            lines.append(f"{prediction.scores[0]:.4f}")
         else:
-            yield f"{prediction.label}\t{max(prediction.scores):.4f}"
+            lines.append(f"{prediction.label}\t{max(prediction.scores):.4f}")
+    return lines
 
 
-def _encoder_lines(
-    model: Any, texts: list[str], pairs: list[str] | None, as_json: bool
-) -> Iterator[str]:
+def _encoder_lines(model: Any, batch: Sequence[InputLine], as_json: bool) -> list[str]:
     """Each text's embedding, or each pair's cosine similarity (the loader's `similarity`)."""
-    try:
-        if pairs is not None:
-            for text, text_pair in zip(texts, pairs, strict=True):
-                similarity = model.similarity(text, text_pair)
-                yield (
-                    json.dumps(
-                        {
-                            "text": text,
-                            "text_pair": text_pair,
-                            "cosine_similarity": round(similarity, JSON_DECIMALS),
-                        },
-                        ensure_ascii=False,
-                    )
-                    if as_json
-                    else f"cosine similarity {similarity:.4f}"
+    if batch[0].text_pair is not None:
+        lines = []
+        for example in batch:
+            similarity = model.similarity(example.text, example.text_pair)
+            lines.append(
+                json.dumps(
+                    {
+                        "text": example.text,
+                        "text_pair": example.text_pair,
+                        "cosine_similarity": round(similarity, JSON_DECIMALS),
+                    },
+                    ensure_ascii=False,
                 )
-            return
-        embeddings = model.embed(texts).astype(np.float64)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    for text, embedding in zip(texts, embeddings, strict=True):
-        yield (
-            json.dumps(
-                {"text": text, "embedding": [round(float(v), JSON_DECIMALS) for v in embedding]},
-                ensure_ascii=False,
+                if as_json
+                else f"cosine similarity {similarity:.4f}"
             )
-            if as_json
-            else _embedding_line(embedding)
+        return lines
+    embeddings = model.embed([example.text for example in batch]).astype(np.float64)
+    return [
+        json.dumps(
+            {
+                "text": example.text,
+                "embedding": [round(float(v), JSON_DECIMALS) for v in embedding],
+            },
+            ensure_ascii=False,
         )
+        if as_json
+        else _embedding_line(embedding)
+        for example, embedding in zip(batch, embeddings, strict=True)
+    ]
 
 
 def _embedding_line(embedding: np.ndarray) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 
 MANIFEST_FILE = "manifest.json"
 TEXT_MODES = ("fused", "separate")
+ORT_LOG_SEVERITY_FATAL = 4  # ONNX Runtime's log levels: 0 verbose ... 3 error, 4 fatal
 IDS_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -39,6 +40,43 @@ def _remove_script_folder_from_path() -> None:
 
 class ArtifactLoadError(RuntimeError):
     """The directory is not an artifact this loader can run (no tokenizer inside, bad manifest)."""
+
+
+class RuntimeFailure(RuntimeError):
+    """The runtime (OpenVINO, ONNX Runtime) failed on an input: its message, cut to one line.
+    The runtime's own exception is the `__cause__`."""
+
+
+# Longest runtime message kept: OpenVINO's are one line of nested "Exception from ..." frames,
+# whose start says where and whose end says why.
+_MESSAGE_CHARS = 300
+
+
+def runtime_message(error: BaseException) -> str:
+    """A runtime exception's message as one line of at most about _MESSAGE_CHARS characters:
+    its first line, the middle elided when long (the end of OpenVINO's says what failed)."""
+    lines = str(error).strip().splitlines()
+    text = " ".join(lines[0].split()) if lines else type(error).__name__
+    half = _MESSAGE_CHARS // 2
+    return text if len(text) <= _MESSAGE_CHARS else f"{text[:half]} ... {text[-half:]}"
+
+
+def _is_runtime_error(error: Exception) -> bool:
+    """Raised by a runtime: OpenVINO raises RuntimeError, ONNX Runtime its own pybind types."""
+    if isinstance(error, (ValueError, ArtifactLoadError)):
+        return False
+    module = type(error).__module__ or ""
+    return isinstance(error, RuntimeError) or module.startswith(("onnxruntime", "openvino"))
+
+
+def _guarded(run: Any, *args: Any) -> Any:
+    """`run(*args)`, a runtime's failure raised as one RuntimeFailure."""
+    try:
+        return run(*args)
+    except Exception as error:
+        if not _is_runtime_error(error) or isinstance(error, RuntimeFailure):
+            raise
+        raise RuntimeFailure(runtime_message(error)) from error
 
 
 @dataclass(frozen=True)
@@ -78,7 +116,8 @@ class TextModel:
 
     def outputs(self, texts: list[str], text_pairs: list[str] | None = None) -> list[np.ndarray]:
         """Every output of the model for each example (first axis: the examples). `texts` is a
-        list of strings (a single string is one example, not a list of characters)."""
+        list of strings (a single string is one example, not a list of characters).
+        RuntimeFailure when the runtime fails on them; ValueError for a bad argument."""
         texts = _as_texts(texts, "texts")
         if text_pairs is not None:
             text_pairs = _as_texts(text_pairs, "text_pairs")
@@ -89,7 +128,14 @@ class TextModel:
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(text_pairs)} text_pairs")
         pairs = None if text_pairs is None else [str(text) for text in text_pairs]
-        return [np.asarray(output) for output in self.backend.run(texts, pairs)]
+        results = [np.asarray(output) for output in _guarded(self.backend.run, texts, pairs)]
+        for result in results:  # e.g. OpenVINO's tokenizer on empty pairs: zero rows, no error
+            if result.ndim == 0 or result.shape[0] != len(texts) or not result.size:
+                raise RuntimeFailure(
+                    f"the runtime returned an output of shape {list(result.shape)} for "
+                    f"{len(texts)} example(s)"
+                )
+        return results
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
         """The model's first output for each example, shape [len(texts), outputs]."""
@@ -349,6 +395,8 @@ class _OnnxRuntimeBackend:
 
         mode = (manifest.get("tokenizer") or {}).get("mode", "none")
         options = onnxruntime.SessionOptions()
+        # A failed run raises with the same message ORT also logs in colour on stderr: keep one.
+        options.log_severity_level = ORT_LOG_SEVERITY_FATAL
         if mode in TEXT_MODES:
             options.register_custom_ops_library(extensions_library())
         if threads:
@@ -531,11 +579,12 @@ class IdsModel:
         return getattr(self.backend, "static", None)
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.backend.run_ids(dict(inputs))
+        """Every output; RuntimeFailure when the runtime fails on these inputs."""
+        return _guarded(self.backend.run_ids, dict(inputs))
 
     def run_dynamic(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
         """OpenVINO: the dynamic-shape IR whatever the input's shape (no bucket)."""
-        return self.backend._whole({name: inputs[name] for name in self.input_names})
+        return _guarded(self.backend._whole, {name: inputs[name] for name in self.input_names})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -551,18 +600,21 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return 11
-    if model.head == "encoder":
-        texts = args[1:]
-        if len(texts) == 2:
-            print(json.dumps({"cosine_similarity": model.similarity(*texts)}))
-        else:
-            print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
-        return 0
     try:
+        if model.head == "encoder":
+            texts = args[1:]
+            if len(texts) == 2:
+                print(json.dumps({"cosine_similarity": model.similarity(*texts)}))
+            else:
+                print(json.dumps({"embedding": model.embed(texts)[0].tolist()}))
+            return 0
         prediction = model.predict([args[1]], [args[2]] if len(args) == 3 else None)[0]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RuntimeFailure as error:
+        print(f"error: the runtime failed on this input: {error}", file=sys.stderr)
+        return 11
     if as_json:
         print(json.dumps(prediction.__dict__))
     else:

@@ -290,7 +290,10 @@ def run_command(
     ] = None,
     file: Annotated[
         Path | None,
-        typer.Option(help="One example per line; a pair as two texts separated by a tab."),
+        typer.Option(
+            help="One example per line (split at \\n only; an empty line is refused); a pair "
+            "as two texts separated by a tab. Output line N answers input line N."
+        ),
     ] = None,
     threads: RuntimeThreads = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
@@ -300,10 +303,15 @@ def run_command(
     A sentence encoder prints each text's embedding (dimension, norm, first values; --json: all
     of them), or with two texts (a tab-separated pair per --file line) their cosine similarity.
     """
-    from bertc.compiler.running import read_inputs, run_artifact
+    from bertc.compiler.running import argument_inputs, run_artifact, run_file
 
-    texts, pairs = read_inputs(text, text_pair, file)
-    for line in run_artifact(artifact, texts, pairs, threads, as_json):
+    if file is not None and text is not None:
+        raise UsageError("give either TEXT or --file, not both")
+    if file is not None:
+        lines = run_file(artifact, file, threads, as_json)
+    else:
+        lines = run_artifact(artifact, argument_inputs(text, text_pair), threads, as_json)
+    for line in lines:
         print(line)
 
 

@@ -34,6 +34,8 @@ from bertc.calibration import (
     predictions_from_logits,
 )
 from bertc.compiler.core.errors import ModelFileError, UsageError
+from bertc.compiler.core.files import write_text_atomically
+from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import (
     HEAD_ENCODER,
@@ -51,6 +53,8 @@ WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 EVAL_BATCH_SIZE = 64
 STATE_FILE = "training_state.pt"
+# Beside each state file: its sha256 as `sha256sum` writes it, checked before a resume loads it.
+HASH_SUFFIX = ".sha256"
 _EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 
 
@@ -282,6 +286,7 @@ def train(
                 f"--resume: no checkpoint of this run in {checkpoint_dir}; "
                 "run without --resume to start it"
             )
+        check_state(state, settings, epoch_steps, trainable, optimizer, scheduler)
         start_step, losses = _restore(state, trainable, optimizer, scheduler)
         progress(f"resumed at step {start_step}/{settings.steps}")
     written: list[Path] = []
@@ -377,7 +382,39 @@ def _save_state(
     temporary = target / f"{STATE_FILE}.partial"
     torch.save(state, str(temporary))
     os.replace(temporary, target / STATE_FILE)
+    write_state_hash(target / STATE_FILE)
     return target / STATE_FILE
+
+
+def hash_file_for(path: Path) -> Path:
+    return path.with_name(path.name + HASH_SUFFIX)
+
+
+def write_state_hash(path: Path) -> Path:
+    """Write `<path>.sha256` (`<hex>  <name>`, as sha256sum does) atomically beside `path`."""
+    line = f"{sha256_file(path)}  {path.name}\n"
+    return write_text_atomically(hash_file_for(path), line)
+
+
+def check_state_hash(path: Path) -> None:
+    """ModelFileError (exit 4) unless `<path>.sha256` exists and names `path`'s sha256."""
+    hash_path = hash_file_for(path)
+    try:
+        recorded = hash_path.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        raise ModelFileError(
+            f"{path} has no {hash_path.name} beside it, so it cannot be trusted; "
+            "run without --resume to start over"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"cannot read {hash_path}: {error}") from error
+    if not recorded or not re.fullmatch(r"[0-9a-f]{64}", recorded[0]):
+        raise ModelFileError(f"{hash_path} does not hold a sha256")
+    if sha256_file(path) != recorded[0]:
+        raise ModelFileError(
+            f"{path} does not match its sha256 ({hash_path.name}): the checkpoint is corrupt "
+            "or was changed; run without --resume to start over"
+        )
 
 
 def latest_checkpoint(directory: Path, settings: TrainSettings) -> dict[str, Any] | None:
@@ -393,10 +430,15 @@ def latest_checkpoint(directory: Path, settings: TrainSettings) -> dict[str, Any
     if not epochs:
         return None
     path = epochs[-1][1] / STATE_FILE
+    check_state_hash(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as error:
-        raise ModelFileError(f"{path} is not a readable training checkpoint: {error}") from error
+    except Exception as error:  # torch raises many types for a damaged file (zip, pickle, ...)
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(f"{path} is not a readable training checkpoint: {first}") from error
+    if not isinstance(state, dict) or not isinstance(state.get("fingerprint"), str):
+        raise ModelFileError(f"{path} is not a bertc training checkpoint (no run fingerprint)")
+    state["path"] = path
     if state.get("fingerprint") != settings.fingerprint():
         raise UsageError(
             f"--resume: {path} belongs to a run with other settings (model, task, batch size, "
@@ -405,11 +447,137 @@ def latest_checkpoint(directory: Path, settings: TrainSettings) -> dict[str, Any
     return state
 
 
+def check_state(
+    state: Mapping[str, Any],
+    settings: TrainSettings,
+    epoch_steps: int,
+    trainable: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+) -> None:
+    """ModelFileError (exit 4) unless the state is one this run could have written: a step
+    within the budget at an epoch's end, a finite loss per step, the model's own tensor names,
+    shapes and dtypes, all finite, and optimizer, schedule and RNG states that match them."""
+    path = state.get("path", STATE_FILE)
+    problem = _state_problem(state, settings, epoch_steps, trainable, optimizer, scheduler)
+    if problem:
+        raise ModelFileError(f"{path} is not a usable checkpoint of this run: {problem}")
+
+
+def _state_problem(state, settings, epoch_steps, trainable, optimizer, scheduler) -> str | None:
+    missing = sorted(
+        {"step", "epoch", "model", "optimizer", "scheduler", "torch_rng", "losses"} - set(state)
+    )
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    step, epoch = state["step"], state["epoch"]
+    if not _is_int(step) or not 0 <= step <= settings.steps:
+        return f"step {step!r} is outside this run's 0..{settings.steps}"
+    if not _is_int(epoch) or step != epoch * epoch_steps:
+        return f"step {step} is not the end of epoch {epoch!r} ({epoch_steps} steps an epoch)"
+    losses = state["losses"]
+    if not _is_finite_tensor(losses) or losses.shape != (step,):
+        return f"its losses are not {step} finite numbers"
+    model_problem = _tensors_problem(state["model"], trainable.state_dict(), "weight")
+    if model_problem:
+        return model_problem
+    optimizer_problem = _optimizer_problem(state["optimizer"], optimizer, step)
+    if optimizer_problem:
+        return optimizer_problem
+    schedule = state["scheduler"]
+    if not isinstance(schedule, dict) or schedule.get("last_epoch") != step:
+        return f"its learning-rate schedule is not at step {step}"
+    rng = state["torch_rng"]
+    expected = torch.get_rng_state()
+    if (
+        not isinstance(rng, torch.Tensor)
+        or rng.dtype != expected.dtype
+        or rng.shape != expected.shape
+    ):
+        return "its random-number-generator state is malformed"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_tensor(value: Any) -> bool:
+    if not isinstance(value, torch.Tensor):
+        return False
+    return not value.is_floating_point() or bool(torch.isfinite(value).all())
+
+
+def _tensors_problem(saved: Any, expected: Mapping[str, torch.Tensor], what: str) -> str | None:
+    """Why `saved` is not a finite state dict of `expected`'s names, shapes and dtypes."""
+    if not isinstance(saved, Mapping):
+        return f"its {what}s are not a state dict"
+    if set(saved) != set(expected):
+        odd = sorted(set(saved) ^ set(expected))
+        return f"its {what}s are not this model's ({len(odd)} names differ, e.g. {odd[0]})"
+    for name, tensor in expected.items():
+        value = saved[name]
+        if not isinstance(value, torch.Tensor) or value.dtype != tensor.dtype:
+            return f"{what} {name} is not a {tensor.dtype} tensor"
+        if value.shape != tensor.shape:
+            return f"{what} {name} has shape {list(value.shape)}, the model {list(tensor.shape)}"
+        if not _is_finite_tensor(value):
+            return f"{what} {name} holds NaN or infinite values"
+    return None
+
+
+def _optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer, step: int) -> str | None:
+    """Why `saved` is not AdamW's state for this model's parameters after `step` steps."""
+    if not isinstance(saved, Mapping) or not {"state", "param_groups"} <= set(saved):
+        return "its optimizer state is malformed"
+    groups, own = saved["param_groups"], optimizer.param_groups
+    if not isinstance(groups, list) or len(groups) != len(own):
+        return "its optimizer's parameter groups are not this model's"
+    shapes = {}
+    for index, (group, mine) in enumerate(zip(groups, own, strict=True)):
+        if not isinstance(group, dict) or len(group.get("params", ())) != len(mine["params"]):
+            return "its optimizer's parameter groups are not this model's"
+        if not all(
+            isinstance(group.get(key), float) and math.isfinite(group[key])
+            for key in ("lr", "weight_decay")
+        ):
+            return f"its optimizer's group {index} has no finite learning rate or decay"
+        shapes.update(zip(group["params"], (p.shape for p in mine["params"]), strict=True))
+    states = saved["state"]
+    if not isinstance(states, Mapping) or not set(states) <= set(shapes):
+        return "its optimizer state names parameters this model lacks"
+    for key, entry in states.items():
+        if not isinstance(entry, Mapping):
+            return "its optimizer state is malformed"
+        for name in ("exp_avg", "exp_avg_sq"):
+            value = entry.get(name)
+            if not isinstance(value, torch.Tensor) or value.shape != shapes[key]:
+                return f"its optimizer's {name} of parameter {key} does not fit the model"
+            if not _is_finite_tensor(value):
+                return f"its optimizer's {name} of parameter {key} holds NaN or infinite values"
+        count = entry.get("step")
+        if (
+            not isinstance(count, torch.Tensor)
+            or count.numel() != 1
+            or not _is_finite_tensor(count)
+            or count.item() > step
+        ):
+            return f"its optimizer's step count of parameter {key} is past step {step}"
+    return None
+
+
 def _restore(state, trainable, optimizer, scheduler) -> tuple[int, list[float]]:
-    trainable.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
+    """Load a checked state (`check_state`) into the model, optimizer, schedule and RNG."""
+    try:
+        trainable.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelFileError(
+            f"{state.get('path', STATE_FILE)} cannot be restored: {first}"
+        ) from error
     return int(state["step"]), [float(value) for value in state["losses"].tolist()]
 
 

@@ -120,17 +120,20 @@ def run_both(
     precision, runtime_threads = runtime_settings(runner)
     # An artifact with its tokenizer inside gets the raw text, so its own tokenizer is scored.
     artifact_inputs = [texts([example]) for example in examples] if takes_text else singles
-    artifact_logits, seconds = _run_timed(runner, artifact_inputs, output)
+    places = [f"example {index} (line {e.line})" for index, e in enumerate(examples, start=1)]
+    artifact_logits, seconds = _run_timed(runner, artifact_inputs, output, places)
     progress("throughput")
+    batch_starts = range(0, len(examples), batch_size)
     batches = [
         texts(examples[start : start + batch_size])
         if takes_text
         else encode(
             tokenizer, examples[start : start + batch_size], max_length, names, padding=True
         )
-        for start in range(0, len(examples), batch_size)
+        for start in batch_starts
     ]
-    batched_logits, rate = _throughput(runner, batches, len(examples), output)
+    batch_places = [_batch_place(examples, start, batch_size) for start in batch_starts]
+    batched_logits, rate = _throughput(runner, batches, len(examples), output, batch_places)
     progress("reference")
     reference_logits = run_reference(loaded, singles, reference_threads)
     lengths = [single["input_ids"].shape[1] for single in singles]
@@ -148,34 +151,56 @@ def run_both(
     )
 
 
+def _batch_place(examples: Sequence[Example], start: int, batch_size: int) -> str:
+    """`the batch of examples 33-64 (lines 34-65)`: where a failed batch came from."""
+    end = min(start + batch_size, len(examples))
+    lines = f"{examples[start].line}-{examples[end - 1].line}"
+    return f"the batch of examples {start + 1}-{end} (lines {lines})"
+
+
 def _logits(outputs: Sequence[np.ndarray], index: int) -> np.ndarray:
     scores = np.asarray(outputs[index], dtype=np.float64)
     return scores.reshape(scores.shape[0], -1)
 
 
+def _run(runner: Any, inputs: Mapping[str, Any], place: str) -> list[np.ndarray]:
+    """`runner.run(inputs)`; the runtime's failure as one ArtifactError line naming the input."""
+    from bertc.targets.loader import RuntimeFailure
+
+    try:
+        return runner.run(inputs)
+    except RuntimeFailure as error:
+        raise ArtifactError(f"the artifact's runtime failed on {place}: {error}") from error
+
+
 def _run_timed(
-    runner: Any, singles: Sequence[Mapping[str, Any]], output: int
+    runner: Any, singles: Sequence[Mapping[str, Any]], output: int, places: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each example alone; the first few runs again first, untimed, so warm-up is not measured."""
-    for single in singles[:WARMUP_RUNS]:
-        runner.run(single)
+    """Each example alone; the first few runs again first, untimed, so warm-up is not measured.
+    `places` names each example in an error."""
+    for single, place in zip(singles[:WARMUP_RUNS], places, strict=False):
+        _run(runner, single, place)
     logits, seconds = [], []
-    for single in singles:
+    for single, place in zip(singles, places, strict=True):
         start = time.perf_counter()
-        outputs = runner.run(single)
+        outputs = _run(runner, single, place)
         seconds.append(time.perf_counter() - start)
         logits.append(_logits(outputs, output))
     return np.concatenate(logits), np.asarray(seconds)
 
 
 def _throughput(
-    runner: Any, batches: Sequence[Mapping[str, Any]], count: int, output: int
+    runner: Any,
+    batches: Sequence[Mapping[str, Any]],
+    count: int,
+    output: int,
+    places: Sequence[str],
 ) -> tuple[np.ndarray, float]:
     """Sentences per second over the whole split in padded batches, after one warm-up batch."""
-    runner.run(batches[0])
+    _run(runner, batches[0], places[0])
     logits = []
     start = time.perf_counter()
-    for batch in batches:
-        logits.append(_logits(runner.run(batch), output))
+    for batch, place in zip(batches, places, strict=True):
+        logits.append(_logits(_run(runner, batch, place), output))
     elapsed = time.perf_counter() - start
     return np.concatenate(logits), count / elapsed

@@ -17,7 +17,7 @@ from bertc.compiler.core.enums import QuantizationMode
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.manifest import read_manifest
 from bertc.compiler.pipeline import CompileOptions, compile_model
-from bertc.compiler.running import run_artifact
+from bertc.compiler.running import InputLine, run_artifact
 from bertc.compiler.verify import verify_artifact
 from bertc.targets.loader import load
 
@@ -52,7 +52,9 @@ def test_an_encoder_calibrated_on_a_pair_task_takes_one_text(encoders: dict[str,
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_run_prints_the_loaders_embedding(encoders: dict[str, Path], precision: str) -> None:
     artifact = encoders[precision]
-    lines = list(run_artifact(artifact, TEXTS, None, threads=1, as_json=True))
+    lines = list(
+        run_artifact(artifact, [InputLine(0, text) for text in TEXTS], threads=1, as_json=True)
+    )
     expected = load(artifact, 1).embed(TEXTS)
     assert [json.loads(line)["text"] for line in lines] == TEXTS
     printed = np.asarray([json.loads(line)["embedding"] for line in lines])
@@ -64,7 +66,7 @@ def test_run_prints_the_loaders_embedding(encoders: dict[str, Path], precision: 
 def test_run_prints_the_cosine_of_two_embeddings(encoders: dict[str, Path], precision: str) -> None:
     artifact = encoders[precision]
     model = load(artifact, 1)
-    (line,) = run_artifact(artifact, [TEXTS[0]], [TEXTS[2]], threads=1, as_json=True)
+    (line,) = run_artifact(artifact, [InputLine(0, TEXTS[0], TEXTS[2])], threads=1, as_json=True)
     result = json.loads(line)
     assert (result["text"], result["text_pair"]) == (TEXTS[0], TEXTS[2])
     expected = _cosine(model.embed([TEXTS[0]])[0], model.embed([TEXTS[2]])[0])

@@ -254,7 +254,7 @@ def test_verify_scores_the_in_graph_tokenizer(
 def test_bertc_run_labels_text(compile_once, tiny_classifier, bertc_cli, tmp_path) -> None:
     fused = compile_once(tiny_classifier, "openvino", tokenizer=TokenizerMode.FUSED)
     inputs = tmp_path / "inputs.txt"
-    inputs.write_text("a gorgeous movie\n\nthe movie is tedious\n", encoding="utf-8")
+    inputs.write_text("a gorgeous movie\nthe movie is tedious\n", encoding="utf-8")
     done = bertc_cli("run", fused.artifact_dir, "--file", inputs, "--json")
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
