@@ -99,8 +99,25 @@ def _numbered_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
             for row in reader:
                 line = reader.line_num
                 yield line, row
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            # The text layer decodes ahead in blocks: find the line in the bytes themselves.
+            raise MalformedRowsError(_undecodable_line_message(path)) from exc
+        except csv.Error as exc:
             raise MalformedRowsError(f"{path}: cannot parse after line {line}: {exc}") from exc
+
+
+def _undecodable_line_message(path: Path) -> str:
+    """One line naming the first line of `path` that is not UTF-8, the byte and its column."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return (
+                    f"{path}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} "
+                    f"at byte {error.start + 1} of the line); save the file as UTF-8"
+                )
+    return f"{path} is not valid UTF-8"
 
 
 def _positions(task: GlueTask, header: Sequence[str] | None, path: Path) -> list[int]:

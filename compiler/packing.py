@@ -20,7 +20,13 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from bertc.compiler.core.errors import ArtifactError, OutputExistsError, UsageError
+from bertc.compiler.core.errors import (
+    ArtifactError,
+    OutputExistsError,
+    OutputWriteError,
+    UsageError,
+)
+from bertc.compiler.core.files import make_staging_dir, move_into_place, writing
 from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
 
 ZLIB_LEVEL = 6
@@ -68,10 +74,11 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
         raise OutputExistsError(f"{out_file} already exists")
     _check_parent(out_file)
     names = sorted([*manifest["files"], MANIFEST_FILE])
-    handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
-    os.close(handle)
+    with writing(out_file):
+        handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
+        os.close(handle)
     try:
-        with tarfile.open(temporary, "w") as archive:
+        with writing(out_file), tarfile.open(temporary, "w") as archive:
             for name in names:
                 payload = pack_bytes((artifact / name).read_bytes())
                 info = tarfile.TarInfo(name)
@@ -115,7 +122,7 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
         raise ArtifactError(f"no such pack file: {pack_file}")
     try:
         return _unpack(pack_file, out_dir)
-    except (ArtifactError, OutputExistsError):
+    except (ArtifactError, OutputExistsError, OutputWriteError):
         raise
     except DAMAGED_PACK_ERRORS as error:
         raise ArtifactError(
@@ -124,9 +131,9 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
 
 
 def _unpack(pack_file: Path, out_dir: Path) -> Path:
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging = make_staging_dir(out_dir)
     try:
-        with tarfile.open(pack_file, "r") as archive:
+        with writing(staging), tarfile.open(pack_file, "r") as archive:
             for member in archive.getmembers():
                 target = (staging / member.name).resolve()
                 if not member.isfile() or staging.resolve() not in target.parents:
@@ -134,7 +141,7 @@ def _unpack(pack_file: Path, out_dir: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(unpack_bytes(archive.extractfile(member).read()))
         check_integrity(staging, read_manifest(staging))
-        os.replace(staging, out_dir)
+        move_into_place(staging, out_dir, overwrite=False)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -76,6 +76,20 @@ def directory_to_create(param: typer.CallbackParam, value: Path | None) -> Path 
     return value
 
 
+def utf8_text(value: str | None, name: str) -> str | None:
+    """A text argument, refused (UsageError) unless it is valid UTF-8: Python hands the bytes
+    of an undecodable argument over as lone surrogates (PEP 383), which no tokenizer takes."""
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            byte = ord(value[error.start]) & 0xFF
+            raise UsageError(
+                f"{name} is not valid UTF-8 (byte 0x{byte:02x} at character {error.start + 1})"
+            ) from None
+    return value
+
+
 def resolve_alias(value: T, alias_value: T | None, default: T, flag: str, alias: str) -> T:
     """The value of a renamed flag, given under its new name or its old (hidden) one."""
     if alias_value is None:
@@ -137,7 +151,12 @@ DataDir = Annotated[
     ),
 ]
 MaxSequenceLength = Annotated[
-    int, typer.Option(help="Truncation length of the tokenizer, in tokens.", callback=at_least_one)
+    int | None,
+    typer.Option(
+        help=f"Truncation length of the tokenizer, in tokens, at most the checkpoint's "
+        f"max_position_embeddings (default: {DEFAULT_MAX_SEQUENCE_LENGTH}, or that if smaller).",
+        callback=at_least_one,
+    ),
 ]
 MaxSeqLengthAlias = Annotated[
     int | None, typer.Option("--max-seq-length", hidden=True, callback=at_least_one)
