@@ -28,6 +28,8 @@ from bertc.compiler.core.errors import OutputExistsError, OutputWriteError, Usag
 MANIFEST_FILE = "manifest.json"  # as core.manifest names it (that module imports this one's peers)
 # The report each training command writes into its output (finetune, distill, prune).
 TRAINING_REPORTS = ("finetune.json", "distill.json", "prune.json")
+# What every one of those reports records.
+REPORT_KEYS = frozenset({"task", "training", "dev_metrics"})
 ARTIFACT = "artifact"
 TRAINING_OUTPUT = "training output"
 # Kinds of temporary sibling: a build in progress, an old output set aside, a grid's trials.
@@ -82,12 +84,13 @@ def is_bertc_artifact(path: Path) -> bool:
 
 def is_bertc_training_output(path: Path) -> bool:
     """A directory holding a checkpoint's config.json and one of the training commands' reports
-    (finetune.json, distill.json, prune.json) as a JSON object that names its source and task."""
+    (finetune.json, distill.json, prune.json) as a JSON object with the `task`, `training` and
+    `dev_metrics` every such report records."""
     path = Path(path)
     if not (path.is_dir() and (path / "config.json").is_file()):
         return False
     reports = (_json_object(path / name) for name in TRAINING_REPORTS)
-    return any(report is not None and {"source", "task"} <= report.keys() for report in reports)
+    return any(report is not None and report.keys() >= REPORT_KEYS for report in reports)
 
 
 RECOGNISERS: dict[str, Callable[[Path], bool]] = {
