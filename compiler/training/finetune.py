@@ -259,9 +259,9 @@ def save_output(
     `report` may be a function of the staged checkpoint's directory, for a report that records
     what was written (prune's sparsity, read back from the saved weights). Returns the report.
     """
-    progress("save")
     staging = make_staging_dir(out_dir)
     try:
+        progress("save")
         with writing(staging):
             training.save_checkpoint(run.model, run.tokenizer, run.task, staging, run.max_length)
             if callable(report):
