@@ -301,10 +301,10 @@ def run_command(
     A sentence encoder prints each text's embedding (dimension, norm, first values; --json: all
     of them), or with two texts (a tab-separated pair per --file line) their cosine similarity.
     """
-    from bertc.compiler.running import read_inputs, run_artifact
-
     utf8_text(text, "TEXT")
     utf8_text(text_pair, "TEXT_PAIR")
+    from bertc.compiler.running import read_inputs, run_artifact
+
     texts, pairs = read_inputs(text, text_pair, file)
     for line in run_artifact(artifact, texts, pairs, threads, as_json):
         print(line)

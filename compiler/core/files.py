@@ -110,15 +110,28 @@ def _relation(out_dir: Path, source: Path) -> str | None:
     return "lies inside" if src in out.parents else None
 
 
+def _check_creatable(out_dir: Path) -> None:
+    """UsageError (exit 2) when a file stands where a folder above `out_dir` would be made."""
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(
+                    f"cannot create {out_dir}: {parent} is a file; choose another --out"
+                )
+            return
+
+
 def check_output(
     out_dir: Path, overwrite: bool, kind: str = ARTIFACT, sources: Iterable[str | Path] = ()
 ) -> None:
     """Refuse an `out_dir` a run must not write: OutputExistsError (exit 13) when it exists and
     either `overwrite` is off, or it is a source of the run (or holds one, or lies in one), or it
-    is not a bertc output of `kind` (ARTIFACT or TRAINING_OUTPUT). Cheap (reads two small JSON
-    files at most): commands call it before anything heavy is imported."""
+    is not a bertc output of `kind` (ARTIFACT or TRAINING_OUTPUT); UsageError (2) when a file
+    stands where one of its parents would be made. Cheap (reads two small JSON files at most):
+    commands call it before anything heavy is imported."""
     out_dir = Path(out_dir)
     if not (out_dir.exists() or out_dir.is_symlink()):
+        _check_creatable(out_dir)
         return
     if not overwrite:
         raise OutputExistsError(
