@@ -6,8 +6,8 @@ Every writer builds its output in a staging directory beside the destination
 never a half-written one; on the same file system a rename is atomic (POSIX rename(2)).
 
 `--overwrite` replaces only what bertc made (`check_output`): a bertc artifact (a manifest of
-bertc's schema) for compile and unpack, a bertc training output (its report file) for finetune,
-distill and prune; never a source of the run, a directory holding one, or anything else.
+bertc's schema) for compile, a bertc training output (its report file) for finetune, distill
+and prune; never an input of the run, a directory holding one or inside one, or anything else.
 A staging or set-aside directory whose process is gone (killed, power lost) is swept by the next
 writer to the same destination.
 """
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bertc.compiler.core.errors import OutputExistsError, OutputWriteError, UsageError
+from bertc.compiler.core.manifest import MANIFEST_FILE
 
-MANIFEST_FILE = "manifest.json"  # as core.manifest names it (that module imports this one's peers)
 # The report each training command writes into its output (finetune, distill, prune).
 TRAINING_REPORTS = ("finetune.json", "distill.json", "prune.json")
 # What every one of those reports records.
