@@ -84,8 +84,10 @@ def test_a_signal_at_each_compile_stage_keeps_the_previous_artifact(
         assert result.stderr.splitlines()[-1] == "aborted", result.stderr
         assert siblings(out) == ["artifact"]  # the staging directory removed on the way out
         return
-    # Killed outright: its staging may stay; the next compile sweeps it and succeeds.
-    assert all(".partial-" in name for name in siblings(out) if name != "artifact")
+    # Killed outright: its staging stays (from the export on); the next compile sweeps it.
+    left = [name for name in siblings(out) if name != "artifact"]
+    assert all(name.startswith(".artifact.partial-") for name in left), left
+    assert bool(left) == (stage != "load"), left  # load runs before the staging is made
     again = bertc_cli(*arguments)
     assert again.returncode == 0, again.stderr
     assert siblings(out) == ["artifact"]
