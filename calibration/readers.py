@@ -107,8 +107,8 @@ def _numbered_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise MalformedRowsError(
-                        f"{path}: line {line} is not valid UTF-8 "
-                        f"({exc.reason} at byte {exc.start + 1})"
+                        f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} "
+                        f"at byte {exc.start + 1} of the line); save the file as UTF-8"
                     ) from exc
                 yield line, text.split("\t") if text else []
     except OSError as exc:

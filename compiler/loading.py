@@ -22,12 +22,11 @@ from bertc.compiler.core.errors import (
     ModelNotFoundError,
     UnsafeCheckpointError,
     UnsupportedModelError,
-    UsageError,
 )
 from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.sparsity import SparsityReport, analyse_module
 from bertc.compiler.families import ModelFamily, check_supported, detect_family
-from bertc.compiler.options import DEFAULT_MAX_SEQUENCE_LENGTH
+from bertc.compiler.options import DEFAULT_MAX_SEQUENCE_LENGTH, sequence_length
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -272,7 +271,7 @@ def load_model(
     source: str,
     *,
     allow_pickle: bool = False,
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: int | None = None,
 ) -> LoadedModel:
     """Resolve, check and load a checkpoint as fp32 (fp16-stored weights are upcast)."""
     checkpoint = check_checkpoint(source, allow_pickle)
@@ -435,21 +434,17 @@ def _first_line(error: BaseException) -> str:
 DEFAULT_POSITION_EMBEDDINGS = 512  # transformers' BertConfig default
 
 
-def fit_max_sequence_length(requested: int, position_limit: int) -> tuple[int, list[str]]:
-    """The artifact's maximum length: `requested` unless the position table is shorter. The
-    default is cut to the table with a note; an explicit longer length is a usage error (exit 2),
-    since positions past the table have no embedding."""
-    if requested <= position_limit:
-        return requested, []
-    if requested != DEFAULT_MAX_SEQUENCE_LENGTH:
-        raise UsageError(
-            f"--max-sequence-length {requested} is longer than the model's position table "
-            f"(max_position_embeddings={position_limit}); use at most {position_limit}"
-        )
-    return position_limit, [
-        f"maximum sequence length {position_limit} (the model's max_position_embeddings), "
-        f"not the default {requested}"
-    ]
+def fit_max_sequence_length(requested: int | None, position_limit: int) -> tuple[int, list[str]]:
+    """The artifact's maximum length in tokens and a note: `requested` (None: the default, cut
+    to the position table with a note). An explicit length past the table is a usage error
+    (exit 2, `options.sequence_length`): positions past it have no embedding."""
+    length = sequence_length(requested, position_limit)
+    if requested is None and length < DEFAULT_MAX_SEQUENCE_LENGTH:
+        return length, [
+            f"maximum sequence length {length} (the model's max_position_embeddings), "
+            f"not the default {DEFAULT_MAX_SEQUENCE_LENGTH}"
+        ]
+    return length, []
 
 
 def model_inputs(encoded: Any, input_names: tuple[str, ...]) -> dict[str, Any]:

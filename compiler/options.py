@@ -34,6 +34,24 @@ def as_enum(kind: type[E], value: Any, name: str) -> E:
         raise UsageError(f"{name} must be one of {choices}; got {value!r}") from None
 
 
+def sequence_length(requested: int | None, position_limit: Any) -> int:
+    """The tokenizer's truncation length in tokens: `requested`, or by default
+    DEFAULT_MAX_SEQUENCE_LENGTH capped by the checkpoint's `max_position_embeddings`.
+
+    Raises UsageError (exit 2) when a requested length is below 1 or above the position table:
+    the model has no position embedding for the tokens past it."""
+    limit = position_limit if isinstance(position_limit, int) and position_limit > 0 else None
+    if requested is None:
+        return min(DEFAULT_MAX_SEQUENCE_LENGTH, limit or DEFAULT_MAX_SEQUENCE_LENGTH)
+    positive_int(requested, "--max-sequence-length")
+    if limit is not None and requested > limit:
+        raise UsageError(
+            f"--max-sequence-length {requested} is longer than the checkpoint's "
+            f"max_position_embeddings ({limit}); give at most {limit}"
+        )
+    return requested
+
+
 def positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UsageError(f"{name} must be a whole number of at least 1; got {value!r}")
@@ -54,7 +72,8 @@ class CompileOptions:
     quantization: QuantizationMode = QuantizationMode.STATIC
     recipe: Recipe = Recipe.BERT_SAFE
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    # None: DEFAULT_MAX_SEQUENCE_LENGTH, capped by the checkpoint's position table.
+    max_sequence_length: int | None = None
     parity_tolerance: float = DEFAULT_PARITY_ATOL
     allow_pickle: bool = False
     overwrite: bool = False
@@ -81,7 +100,8 @@ class CompileOptions:
         if self.tokenizer is not None:
             put("tokenizer", as_enum(TokenizerMode, self.tokenizer, "tokenizer"))
         positive_int(self.calibration_samples, "calibration_samples (--calibration-samples)")
-        positive_int(self.max_sequence_length, "max_sequence_length (--max-sequence-length)")
+        if self.max_sequence_length is not None:
+            positive_int(self.max_sequence_length, "max_sequence_length (--max-sequence-length)")
         tolerance = self.parity_tolerance
         if (
             isinstance(tolerance, bool)

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from bertc.compiler.core.errors import ArtifactError, OutputExistsError, UsageError
+from bertc.compiler.core.errors import (
+    ArtifactError,
+    OutputExistsError,
+    OutputWriteError,
+    UsageError,
+)
+from bertc.compiler.core.files import make_staging_dir, move_into_place, writing
 from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
 
 ZLIB_LEVEL = 6
@@ -65,10 +71,11 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
         raise OutputExistsError(f"{out_file} already exists")
     _check_parent(out_file)
     names = sorted([*manifest["files"], MANIFEST_FILE])
-    handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
-    os.close(handle)
+    with writing(out_file):
+        handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
+        os.close(handle)
     try:
-        with tarfile.open(temporary, "w") as archive:
+        with writing(out_file), tarfile.open(temporary, "w") as archive:
             for name in names:
                 payload = pack_bytes((artifact / name).read_bytes())
                 info = tarfile.TarInfo(name)
@@ -238,6 +245,8 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
         return _unpack(pack_file, out_dir)
     except _DamagedPack as error:
         raise ArtifactError(f"{pack_file} is a damaged bertc pack: {error}") from error
+    except (ArtifactError, OutputExistsError, OutputWriteError):
+        raise
     except DAMAGED_PACK_ERRORS as error:
         raise ArtifactError(
             f"{pack_file} is not a readable bertc pack ({type(error).__name__}: {error})"
@@ -255,18 +264,18 @@ def _unpack(pack_file: Path, out_dir: Path) -> Path:
             raise ArtifactError(f"cannot read {pack_file}: {error}") from error
         if MANIFEST_FILE not in members:
             raise _DamagedPack(f"it holds no {MANIFEST_FILE}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+        staging = make_staging_dir(out_dir)
         try:
-            staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0o700; mkdir gives this
-            manifest_bytes = _member_bytes(handle, members[MANIFEST_FILE], MAX_MANIFEST_BYTES)
-            (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
-            files = _listed_files(read_manifest(staging))
-            _check_members(members, files)
-            _check_room(files, out_dir)
-            for name in sorted(files):
-                _restore_file(handle, members[name], staging / name, *files[name])
-            check_integrity(staging, read_manifest(staging))
-            os.replace(staging, out_dir)
+            with writing(staging):
+                manifest_bytes = _member_bytes(handle, members[MANIFEST_FILE], MAX_MANIFEST_BYTES)
+                (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
+                files = _listed_files(read_manifest(staging))
+                _check_members(members, files)
+                _check_room(files, out_dir)
+                for name in sorted(files):
+                    _restore_file(handle, members[name], staging / name, *files[name])
+                check_integrity(staging, read_manifest(staging))
+                move_into_place(staging, out_dir, overwrite=False)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -7,7 +7,6 @@ strings them together, builds the manifest and moves the finished directory into
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,11 @@ from bertc.calibration import (
 from bertc.compiler.core.enums import TokenizerMode
 from bertc.compiler.core.errors import (
     DataError,
-    OutputExistsError,
     TokenizerConversionError,
     TokenizerMismatchError,
     UsageError,
 )
-from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.files import check_output, make_staging_dir, move_into_place, writing
 from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.manifest import (
     SCHEMA_VERSION,
@@ -60,6 +58,7 @@ from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's
     DEFAULT_CALIBRATION_SAMPLES,
     CompileOptions,
     CompileResult,
+    sequence_length,
 )
 from bertc.compiler.tokenization import (
     TextPair,
@@ -120,63 +119,30 @@ def compile_model(
     """
     out_dir = Path(out_dir)
     target = get_target(options.target)
-    if out_dir.exists() and not options.overwrite:
-        raise OutputExistsError(
-            f"{out_dir} already exists; choose another --out or pass --overwrite"
-        )
+    check_output(out_dir, options.overwrite, sources=[source])
     # The task and the calibration sentences are settled from the config alone, before any
     # weight is read: a compile that cannot work says so at once.
     config = read_config(resolve_source(source))
     check_supported(config)
     task = resolve_task(options.task, config.get("finetuning_task"))
     check_task_fits_head(task, config, source)
+    # An explicit --max-sequence-length past the position table: exit 2 before any weight.
+    sequence_length(options.max_sequence_length, config.get("max_position_embeddings"))
     calibration = calibration_examples(task, options, target)
     if head_kind(config) == HEAD_ENCODER:
         calibration = single_sentences(calibration)[: options.calibration_samples]
     progress("load")
     loaded = load_model(
-        source, allow_pickle=options.allow_pickle, max_sequence_length=options.max_sequence_length
+        source,
+        allow_pickle=options.allow_pickle,
+        max_sequence_length=options.max_sequence_length,
     )
     check_segments_fit(loaded.tokenizer, loaded.config, takes_pairs(loaded, task))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging = make_staging_dir(out_dir)
+    artifact = staging / "artifact"
     try:
-        artifact = staging / "artifact"
-        work = staging / "work"
-        artifact.mkdir()
-        work.mkdir()
-        progress("export")
-        graph = export_onnx(loaded, work / "model.fp32.onnx")
-        progress("parity")
-        graph = check_parity(loaded, graph, options.parity_tolerance)
-        progress("tokenizer")
-        tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(
-            target, loaded, task, options
-        )
-        progress("quantize")
-        inputs = calibration_inputs(loaded, calibration)
-        request = BuildRequest(
-            options.quantization,
-            inputs,
-            work,
-            options.recipe,
-            tokenizer,
-            max_sequence_length=loaded.max_sequence_length,
-            num_attention_heads=int(loaded.config.get("num_attention_heads", 0)),
-            hidden_size=int(loaded.config.get("hidden_size", 0)),
-        )
-        build = target.build(graph, request, artifact)
-        progress("package")
-        save_tokenizer(loaded, artifact / TOKENIZER_DIR)
-        manifest = build_manifest(
-            loaded, options, task, calibration, graph, build, artifact, target.reproducibility
-        )
-        manifest["tokenizer"] = (
-            {**build.tokenizer, **tokenizer_section} if build.tokenizer else tokenizer_section
-        )
-        if tokenizer_note:
-            manifest["notes"].append(tokenizer_note)
-        write_manifest(artifact, manifest)
+        with writing(staging):
+            manifest = build_artifact(loaded, options, task, calibration, target, staging, progress)
         if gate is not None:
             progress("gate")
             gate(artifact, manifest)
@@ -184,6 +150,54 @@ def compile_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return CompileResult(out_dir, manifest)
+
+
+def build_artifact(
+    loaded: LoadedModel,
+    options: CompileOptions,
+    task: GlueTask | None,
+    calibration: Sequence[Example],
+    target: Target,
+    staging: Path,
+    progress: Progress = silent,
+) -> dict[str, Any]:
+    """Export, check, quantize and package `loaded` into `staging/artifact` (its work files in
+    `staging/work`); returns the manifest written there."""
+    artifact = staging / "artifact"
+    work = staging / "work"
+    artifact.mkdir()
+    work.mkdir()
+    progress("export")
+    graph = export_onnx(loaded, work / "model.fp32.onnx")
+    progress("parity")
+    graph = check_parity(loaded, graph, options.parity_tolerance)
+    progress("tokenizer")
+    tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(target, loaded, task, options)
+    progress("quantize")
+    inputs = calibration_inputs(loaded, calibration)
+    request = BuildRequest(
+        options.quantization,
+        inputs,
+        work,
+        options.recipe,
+        tokenizer,
+        max_sequence_length=loaded.max_sequence_length,
+        num_attention_heads=int(loaded.config.get("num_attention_heads", 0)),
+        hidden_size=int(loaded.config.get("hidden_size", 0)),
+    )
+    build = target.build(graph, request, artifact)
+    progress("package")
+    save_tokenizer(loaded, artifact / TOKENIZER_DIR)
+    manifest = build_manifest(
+        loaded, options, task, calibration, graph, build, artifact, target.reproducibility
+    )
+    manifest["tokenizer"] = (
+        {**build.tokenizer, **tokenizer_section} if build.tokenizer else tokenizer_section
+    )
+    if tokenizer_note:
+        manifest["notes"].append(tokenizer_note)
+    write_manifest(artifact, manifest)
+    return manifest
 
 
 def choose_tokenizer(

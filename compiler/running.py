@@ -91,7 +91,8 @@ def _parse_line(file: Path, number: int, raw: bytes) -> InputLine:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise DataError(
-            f"{file}: line {number} is not valid UTF-8 ({error.reason} at byte {error.start + 1})"
+            f"{file}: line {number} is not valid UTF-8 (byte 0x{raw[error.start]:02x} at byte "
+            f"{error.start + 1} of the line)"
         ) from error
     fields = text.split("\t")
     if len(fields) > 2:
@@ -124,8 +125,9 @@ def argument_inputs(text: str | None, text_pair: str | None) -> list[InputLine]:
         try:  # bytes that are not UTF-8 reach Python's argv as lone surrogates
             (value or "").encode("utf-8")
         except UnicodeEncodeError as error:
+            byte = ord(value[error.start]) & 0xFF  # the byte a lone surrogate stands for
             raise UsageError(
-                f"{name} is not valid UTF-8 (at character {error.start + 1})"
+                f"{name} is not valid UTF-8 (byte 0x{byte:02x} at character {error.start + 1})"
             ) from None
     return [InputLine(0, text, text_pair)]
 

@@ -15,7 +15,6 @@ import typer
 from bertc.compiler.cli import output
 from bertc.compiler.cli.options import (
     DEFAULT_CALIBRATION_SAMPLES,
-    DEFAULT_MAX_SEQUENCE_LENGTH,
     AllowPickle,
     ArtifactDir,
     ArtifactOut,
@@ -40,7 +39,8 @@ from bertc.compiler.cli.options import (
     resolve_alias,
 )
 from bertc.compiler.core.enums import QuantizationMode, Recipe
-from bertc.compiler.core.errors import GateFailedError, OutputExistsError, UsageError
+from bertc.compiler.core.errors import GateFailedError, UsageError
+from bertc.compiler.core.files import ARTIFACT, check_output
 from bertc.compiler.core.manifest import read_manifest
 from bertc.compiler.core.progress import Progress
 
@@ -56,7 +56,7 @@ def compile_command(
     quantization: Quantization = QuantizationMode.STATIC,
     recipe: QuantizationRecipe = Recipe.BERT_SAFE,
     calibration_samples: CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
-    max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: MaxSequenceLength = None,
     max_seq_length: MaxSeqLengthAlias = None,
     allow_pickle: AllowPickle = False,
     tokenizer: Tokenizer = None,
@@ -86,12 +86,11 @@ def compile_command(
     max_sequence_length = resolve_alias(
         max_sequence_length,
         max_seq_length,
-        DEFAULT_MAX_SEQUENCE_LENGTH,
+        None,
         "--max-sequence-length",
         "--max-seq-length",
     )
-    if out.exists() and not overwrite:  # compile_model says the same, after torch has loaded
-        raise OutputExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_output(out, overwrite, ARTIFACT, [model])  # compile_model again, after torch loads
     from bertc.compiler.pipeline import CompileOptions, compile_model, compile_task
 
     options = CompileOptions(
@@ -115,12 +114,13 @@ def compile_command(
     gate = None
     try:
         with output.progress("compiling", output.COMPILE_STAGES) as progress:
-            gate = VerifyGate(data_dir, max_drop, progress) if verify else None
+            gate = VerifyGate(out, data_dir, max_drop, progress) if verify else None
             result = compile_model(model, out, options, progress=progress, gate=gate)
-    except GateFailedError:
+    except GateFailedError as error:
         if gate is not None and gate.report is not None:  # its files went with the staging
-            print_verify_report(gate.report, as_json, report_dir=None)
-        raise
+            print_verify_report(gate.report, as_json, saved=False)
+        kept = "the artifact already there is kept" if out.exists() else "nothing was written"
+        raise GateFailedError(f"{error}; {out} not replaced: {kept}") from error
     manifest = read_manifest(result.artifact_dir)
     for text in manifest.get("notes", []):
         if text.startswith(TOKEN_IDS_NOTE):
@@ -128,16 +128,19 @@ def compile_command(
     if not as_json:
         print_compile_summary(result.artifact_dir, manifest)
     if gate is not None and gate.report is not None:
-        report = gate.rewrite_reports(result.artifact_dir)
-        print_verify_report(report, as_json, report_dir=result.artifact_dir)
+        from bertc.compiler.verify import save_reports
+
+        print_verify_report(save_reports(result.artifact_dir, gate.report), as_json)
     elif as_json:
         output.print_json(manifest)
 
 
 class VerifyGate:
-    """`compile --verify`: run verify on the staged artifact, keep its report, raise on a fail."""
+    """`compile --verify`: run verify on the staged artifact, keep its report (naming `out`,
+    where the artifact goes if it passes; no files yet), raise on a fail."""
 
-    def __init__(self, data_dir: Path | None, max_drop: float, progress: Progress) -> None:
+    def __init__(self, out: Path, data_dir: Path | None, max_drop: float, progress: Progress):
+        self.out = out
         self.data_dir = data_dir
         self.max_drop = max_drop
         self.progress = progress
@@ -146,23 +149,17 @@ class VerifyGate:
     def __call__(self, staged: Path, manifest: Mapping[str, Any]) -> None:
         from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
 
-        self.report = verify_artifact(
+        report = verify_artifact(
             staged,
             manifest["task"],
             data_dir=self.data_dir,
             max_drop=self.max_drop,
             raise_on_gate_failure=False,
+            write_reports=False,
             progress=lambda stage: self.progress(f"verify: {STAGE_LABELS.get(stage, stage)}"),
         )
+        self.report = dataclasses.replace(report, artifact_dir=self.out)
         raise_if_gate_failed(self.report)
-
-    def rewrite_reports(self, artifact_dir: Path) -> Any:
-        """The reports were written in the staging directory; name the final one in them."""
-        from bertc.compiler.verify import write_reports
-
-        report = dataclasses.replace(self.report, artifact_dir=artifact_dir)
-        write_reports(artifact_dir, report)
-        return report
 
 
 def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> None:
@@ -199,16 +196,19 @@ def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> No
             stdout.print(f"  note: {text}", highlight=False)
 
 
-def print_verify_report(report: Any, as_json: bool, report_dir: Path | None) -> None:
-    """The report as a table (with where its files are) or as JSON."""
+def print_verify_report(report: Any, as_json: bool, saved: bool = True) -> None:
+    """The report as a table (with where its files are, when written) or as JSON; a warning on
+    stderr when the file system refused the report files."""
     from bertc.compiler.verify.render import render_table, report_to_json
 
+    if report.reports_not_saved:
+        output.warning(f"the reports were not saved: {report.reports_not_saved}")
     if as_json:
         output.print_json(report_to_json(report))
         return
     output.stdout.print(render_table(report))
-    if report_dir is not None:
-        files = ", ".join(str(report_dir / name) for name in report.report_files)
+    if saved and not report.reports_not_saved:
+        files = ", ".join(str(report.artifact_dir / name) for name in report.report_files)
         output.stdout.print(f"reports: {files}")
 
 
@@ -263,7 +263,7 @@ def verify_command(
             progress=progress,
             **extra,
         )
-    print_verify_report(report, as_json, report_dir=artifact)
+    print_verify_report(report, as_json)
     raise_if_gate_failed(report)
 
 

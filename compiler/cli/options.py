@@ -137,7 +137,12 @@ DataDir = Annotated[
     ),
 ]
 MaxSequenceLength = Annotated[
-    int, typer.Option(help="Truncation length of the tokenizer, in tokens.", callback=at_least_one)
+    int | None,
+    typer.Option(
+        help=f"Truncation length of the tokenizer, in tokens, at most the checkpoint's "
+        f"max_position_embeddings (default: {DEFAULT_MAX_SEQUENCE_LENGTH}, or that if smaller).",
+        callback=at_least_one,
+    ),
 ]
 MaxSeqLengthAlias = Annotated[
     int | None, typer.Option("--max-seq-length", hidden=True, callback=at_least_one)

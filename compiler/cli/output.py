@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -34,6 +36,18 @@ def __getattr__(name: str) -> Any:
         return console(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
+# Fault injection for the tests (tests/adversarial/test_faults.py): "STAGE:SIGNAL", e.g.
+# "quantize:SIGTERM", makes the process send itself SIGNAL as STAGE starts.
+SIGNAL_AT_ENV = "BERTC_TEST_SIGNAL_AT"
+
+
+def _signal_at(stage: str) -> None:
+    wanted, _, name = os.environ.get(SIGNAL_AT_ENV, "").partition(":")
+    if wanted and wanted == stage:
+        os.kill(os.getpid(), signal.Signals[name])
+
+
 COMPILE_STAGES = {
     "load": "loading checkpoint",
     "export": "exporting to ONNX",
@@ -47,6 +61,11 @@ COMPILE_STAGES = {
 
 def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def warning(message: str) -> None:
+    """A warning the user must see even with --json (e.g. verify's reports were not saved)."""
+    console("stderr").print(f"warning: {message}", highlight=False, soft_wrap=True)
 
 
 def note(message: str) -> None:
@@ -71,6 +90,7 @@ class StageLines:
         self.started = False
 
     def __call__(self, stage: str) -> None:
+        _signal_at(stage)
         label = self.labels.get(stage, stage)
         if self.status is not None:
             self.status.update(label)

@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from bertc.compiler.cli import output
 from bertc.compiler.cli.options import (
-    DEFAULT_MAX_SEQUENCE_LENGTH,
     AllowPickle,
     AsJson,
     BatchSize,
@@ -39,6 +38,7 @@ from bertc.compiler.cli.options import (
     resolve_alias,
 )
 from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.files import TRAINING_OUTPUT, check_output
 
 TRAINING_STAGES = {
     "load": "loading checkpoint",
@@ -56,7 +56,7 @@ def finetune_command(
     epochs: Epochs = 4,
     max_steps: MaxSteps = None,
     train_samples: TrainSamples = None,
-    max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: MaxSequenceLength = None,
     max_seq_length: MaxSeqLengthAlias = None,
     seed: Seed = 0,
     keep_layers: KeepLayers = None,
@@ -99,10 +99,11 @@ def finetune_command(
     max_sequence_length = resolve_alias(
         max_sequence_length,
         max_seq_length,
-        DEFAULT_MAX_SEQUENCE_LENGTH,
+        None,
         "--max-sequence-length",
         "--max-seq-length",
     )
+    check_output(out, overwrite, TRAINING_OUTPUT, [model])  # before torch loads
     from bertc.compiler.training.finetune import FinetuneOptions, finetune_model
 
     options = FinetuneOptions(
@@ -229,7 +230,7 @@ def distill_command(
     epochs: Epochs = 4,
     max_steps: MaxSteps = None,
     train_samples: TrainSamples = None,
-    max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: MaxSequenceLength = None,
     max_seq_length: MaxSeqLengthAlias = None,
     seed: Seed = 0,
     threads: TorchThreads = None,
@@ -249,10 +250,11 @@ def distill_command(
     max_sequence_length = resolve_alias(
         max_sequence_length,
         max_seq_length,
-        DEFAULT_MAX_SEQUENCE_LENGTH,
+        None,
         "--max-sequence-length",
         "--max-seq-length",
     )
+    check_output(out, overwrite, TRAINING_OUTPUT, [teacher, student])
     from bertc.compiler.training.distill import DistillOptions, distill_model
 
     options = DistillOptions(
@@ -312,7 +314,7 @@ def prune_command(
     batch_size: BatchSize = 32,
     learning_rate: LearningRate = 5e-5,
     seed: Seed = 0,
-    max_sequence_length: MaxSequenceLength = DEFAULT_MAX_SEQUENCE_LENGTH,
+    max_sequence_length: MaxSequenceLength = None,
     max_seq_length: MaxSeqLengthAlias = None,
     allow_pickle: AllowPickle = False,
     overwrite: Overwrite = False,
@@ -325,10 +327,11 @@ def prune_command(
     max_sequence_length = resolve_alias(
         max_sequence_length,
         max_seq_length,
-        DEFAULT_MAX_SEQUENCE_LENGTH,
+        None,
         "--max-sequence-length",
         "--max-seq-length",
     )
+    check_output(out, overwrite, TRAINING_OUTPUT, [model])
     from bertc.compiler.training.prune import PruneOptions, prune_model
 
     options = PruneOptions(

@@ -92,7 +92,10 @@ class GateFailedError(BertcError):
 
 
 class OutputExistsError(BertcError):
-    """The output directory already exists and would be overwritten."""
+    """The output exists and is not replaced: --overwrite was not given; or it was, and the output
+    is not a bertc output of the command's kind (an artifact for compile and unpack, a training
+    output for finetune, distill and prune), or it is, holds or lies inside the run's input; or
+    another run to the same output finished first."""
 
     exit_code = 13
 
@@ -107,3 +110,10 @@ class TokenizerConversionError(BertcError):
     """A runtime's tokenizer converter cannot express the checkpoint's tokenizer."""
 
     exit_code = 15
+
+
+class OutputWriteError(BertcError):
+    """The file system refused to write the output: no space left (ENOSPC, EDQUOT), read-only
+    (EROFS), or no permission (EACCES, EPERM). The message names the path."""
+
+    exit_code = 16

@@ -1,15 +1,44 @@
-"""Atomic file-system steps: write a file or a directory beside its destination, then rename.
+"""Atomic file-system steps, and what bertc may replace.
 
-At every instant the destination holds one complete version (the old one or the new one), never
-a half-written one; on the same file system `os.replace` is atomic (POSIX rename(2)).
+Every writer builds its output in a staging directory beside the destination
+(`.NAME.partial-PID-XXXX`, made by `make_staging_dir`), then renames it into place
+(`move_into_place`). At every instant one complete version exists (the old one or the new one),
+never a half-written one; on the same file system a rename is atomic (POSIX rename(2)).
+
+`--overwrite` replaces only what bertc made (`check_output`): a bertc artifact (a manifest of
+bertc's schema) for compile, a bertc training output (its report file) for finetune, distill
+and prune; never an input of the run, a directory holding one or inside one, or anything else.
+A staging or set-aside directory whose process is gone (killed, power lost) is swept by the next
+writer to the same destination.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from bertc.compiler.core.errors import OutputExistsError, OutputWriteError, UsageError
+from bertc.compiler.core.manifest import MANIFEST_FILE
+
+# The report each training command writes into its output (finetune, distill, prune).
+TRAINING_REPORTS = ("finetune.json", "distill.json", "prune.json")
+# What every one of those reports records.
+REPORT_KEYS = frozenset({"task", "training", "dev_metrics"})
+ARTIFACT = "artifact"
+TRAINING_OUTPUT = "training output"
+# Kinds of temporary sibling: a build in progress, an old output set aside, a grid's trials.
+STAGING_KINDS = ("partial", "old", "grid")
+PREVIOUS = "previous"  # the old output's name inside its `.NAME.old-PID-XXXX` directory
+# What a full, read-only or forbidden file system answers a write with.
+WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
 
 
 def write_text_atomically(path: Path, text: str) -> Path:
@@ -28,13 +57,227 @@ def write_text_atomically(path: Path, text: str) -> Path:
     return path
 
 
-def move_into_place(staged: Path, out_dir: Path, overwrite: bool) -> None:
-    """Rename the finished directory `staged` to `out_dir`; an old one is moved aside first, then
-    removed, so one complete version exists at every instant."""
-    if out_dir.exists() and overwrite:
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(staged, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+# ---- what bertc made ----
+
+
+def _json_object(path: Path) -> dict | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def is_bertc_artifact(path: Path) -> bool:
+    """A directory whose manifest.json is bertc's: an integer `schema_version` and a `toolchain`
+    that records bertc's version (every manifest bertc has written has both)."""
+    manifest = _json_object(Path(path) / MANIFEST_FILE) if Path(path).is_dir() else None
+    if manifest is None:
+        return False
+    toolchain = manifest.get("toolchain")
+    return (
+        isinstance(manifest.get("schema_version"), int)
+        and isinstance(toolchain, dict)
+        and "bertc" in toolchain
+    )
+
+
+def is_bertc_training_output(path: Path) -> bool:
+    """A directory holding a checkpoint's config.json and one of the training commands' reports
+    (finetune.json, distill.json, prune.json) as a JSON object with the `task`, `training` and
+    `dev_metrics` every such report records."""
+    path = Path(path)
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        return False
+    reports = (_json_object(path / name) for name in TRAINING_REPORTS)
+    return any(report is not None and report.keys() >= REPORT_KEYS for report in reports)
+
+
+RECOGNISERS: dict[str, Callable[[Path], bool]] = {
+    ARTIFACT: is_bertc_artifact,
+    TRAINING_OUTPUT: is_bertc_training_output,
+}
+
+
+def _relation(out_dir: Path, source: Path) -> str | None:
+    """How `out_dir` relates to `source` (resolved, links followed): "is", "holds", "lies
+    inside", or None when neither holds the other."""
+    out, src = out_dir.resolve(), source.resolve()
+    if out == src:
+        return "is"
+    if out in src.parents:
+        return "holds"
+    return "lies inside" if src in out.parents else None
+
+
+def _check_creatable(out_dir: Path) -> None:
+    """UsageError (exit 2) when a file stands where a folder above `out_dir` would be made."""
+    for parent in out_dir.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(
+                    f"cannot create {out_dir}: {parent} is a file; choose another --out"
+                )
+            return
+
+
+def check_output(
+    out_dir: Path, overwrite: bool, kind: str = ARTIFACT, sources: Iterable[str | Path] = ()
+) -> None:
+    """Refuse an `out_dir` a run must not write: OutputExistsError (exit 13) when it exists and
+    either `overwrite` is off, or it is a source of the run (or holds one, or lies in one), or it
+    is not a bertc output of `kind` (ARTIFACT or TRAINING_OUTPUT); UsageError (2) when a file
+    stands where one of its parents would be made. Cheap (reads two small JSON files at most):
+    commands call it before anything heavy is imported."""
+    out_dir = Path(out_dir)
+    if not (out_dir.exists() or out_dir.is_symlink()):
+        _check_creatable(out_dir)
         return
-    os.replace(staged, out_dir)
+    if not overwrite:
+        raise OutputExistsError(
+            f"{out_dir} already exists; choose another --out or pass --overwrite"
+        )
+    for source in sources:
+        relation = _relation(out_dir, Path(source)) if Path(source).exists() else None
+        if relation:
+            raise OutputExistsError(
+                f"--overwrite refused: {out_dir} {relation} the run's input {source}; "
+                "choose another --out"
+            )
+    if not RECOGNISERS[kind](out_dir):
+        what = "a file" if out_dir.is_file() else "a directory"
+        raise OutputExistsError(
+            f"--overwrite refused: {out_dir} is {what} bertc did not make (not a bertc {kind}); "
+            "--overwrite replaces only a previous bertc output: choose another --out"
+        )
+
+
+# ---- staging, sweeping, replacing ----
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a refused write under `path` (full disk, read-only, no permission) into one
+    OutputWriteError (exit 16) naming it; other OSErrors pass through."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        where = error.filename or path
+        raise OutputWriteError(
+            f"cannot write {where}: {error.strerror or error} (free space or permissions?)"
+        ) from error
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _owner_pid(name: str, destination: str) -> int | None:
+    """The PID in `.DEST.KIND-PID-XXXX`, or None for any other name."""
+    for kind in STAGING_KINDS:
+        prefix = f".{destination}.{kind}-"
+        if name.startswith(prefix):
+            pid, _, rest = name[len(prefix) :].partition("-")
+            if pid.isdigit() and rest:
+                return int(pid)
+    return None
+
+
+def sweep_stale(destination: Path) -> list[Path]:
+    """Remove the temporary siblings of `destination` whose process is gone; never a live one's.
+    An old output set aside by a process killed before its replacement was renamed in goes back
+    to `destination`. Returns what was removed."""
+    destination = Path(destination)
+    removed = []
+    if not destination.parent.is_dir():
+        return removed
+    for sibling in destination.parent.iterdir():
+        pid = _owner_pid(sibling.name, destination.name)
+        if pid is None or _process_alive(pid) or not sibling.is_dir():
+            continue
+        previous = sibling / PREVIOUS
+        if previous.exists() and not (destination.exists() or destination.is_symlink()):
+            os.rename(previous, destination)  # killed between its two renames: put it back
+        shutil.rmtree(sibling, ignore_errors=True)
+        removed.append(sibling)
+    return removed
+
+
+def _create_parent(out_dir: Path) -> None:
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise UsageError(
+            f"cannot create {out_dir.parent}: {error.strerror}; choose another --out"
+        ) from error
+
+
+def _directory_mode() -> int:
+    """The mode `mkdir` gives under the process's umask (0755 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+def make_staging_dir(destination: Path, kind: str = "partial") -> Path:
+    """A fresh `.NAME.KIND-PID-XXXX` beside `destination` (its parents created), mode as
+    `mkdir` makes it (not mkdtemp's 0700), after sweeping stale siblings of dead processes.
+
+    Raises UsageError (2) when the parent cannot be a directory, OutputWriteError (16) when the
+    file system refuses the write."""
+    destination = Path(destination)
+    with writing(destination.parent):
+        _create_parent(destination)
+        sweep_stale(destination)
+        staging = Path(
+            tempfile.mkdtemp(
+                prefix=f".{destination.name}.{kind}-{os.getpid()}-", dir=destination.parent
+            )
+        )
+        staging.chmod(_directory_mode())
+    return staging
+
+
+def move_into_place(staged: Path, out_dir: Path, overwrite: bool, kind: str = ARTIFACT) -> None:
+    """Rename the finished directory `staged` to `out_dir`.
+
+    An existing `out_dir` is replaced only with `overwrite` and only when it is (still) a bertc
+    output of `kind` (`check_output`, run again here: the user may have put files there while
+    the run worked): it is renamed aside, `staged` renamed in, then the old one removed. Raises
+    OutputExistsError (13) when `out_dir` appeared meanwhile without `overwrite` (e.g. a second
+    compile to the same --out won the race), OutputWriteError (16) when the write is refused.
+    """
+    staged, out_dir = Path(staged), Path(out_dir)
+    with writing(out_dir):
+        if overwrite and (out_dir.exists() or out_dir.is_symlink()):
+            check_output(out_dir, overwrite, kind)
+            aside = make_staging_dir(out_dir, "old") / PREVIOUS
+            os.replace(out_dir, aside)
+            try:
+                os.rename(staged, out_dir)
+            except BaseException:
+                os.replace(aside, out_dir)
+                aside.parent.rmdir()
+                raise
+            shutil.rmtree(aside.parent, ignore_errors=True)
+            return
+        if out_dir.exists() or out_dir.is_symlink():
+            raise OutputExistsError(f"{out_dir} appeared while this run worked; pass --overwrite")
+        try:
+            os.rename(staged, out_dir)  # refused onto a non-empty directory or a file
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise OutputExistsError(
+                    f"{out_dir} appeared while this run worked (another run to the same --out?)"
+                ) from error
+            raise

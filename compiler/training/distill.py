@@ -223,7 +223,7 @@ def distill_model(
     """Distil the teacher into the student on the task's train split; save the student."""
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
-    check_options(options, out_dir)
+    check_options(options, out_dir, [teacher_source, student_source])
     _check_distillation(options)
     run = prepare_run(student_source, options, progress)
     progress("load teacher")

@@ -13,19 +13,24 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from bertc.calibration import GlueTask, get_task, load_examples, sample_examples
-from bertc.compiler.core.errors import OutputExistsError, UsageError
-from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.files import (
+    TRAINING_OUTPUT,
+    check_output,
+    make_staging_dir,
+    move_into_place,
+    writing,
+)
 from bertc.compiler.core.progress import Progress, silent
-from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
+from bertc.compiler.options import sequence_length
 from bertc.compiler.training import loop as training
 
 REPORT_FILE = "finetune.json"
@@ -43,7 +48,7 @@ class FinetuneOptions:
     epochs: int = 4
     max_steps: int | None = None
     train_samples: int | None = None
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    max_sequence_length: int | None = None  # None: 128, capped by the position table
     seed: int = 0
     keep_layers: int | None = None
     threads: int | None = None
@@ -127,7 +132,7 @@ def prepare_run(source: str, options: Any, progress: Progress = silent) -> Prepa
     if options.keep_layers is not None:
         kept = tuple(keep_layers(model, options.keep_layers))
         notes.append(f"kept encoder layers {list(kept)} of the checkpoint (uniform layer drop)")
-    max_length = min(options.max_sequence_length, model.config.max_position_embeddings)
+    max_length = sequence_length(options.max_sequence_length, model.config.max_position_embeddings)
     progress("read data")
     train = load_examples(task, "train", options.data_dir)
     dev = load_examples(task, "dev", options.data_dir)
@@ -177,7 +182,7 @@ def finetune_model(
     """Load, train (checkpointing each epoch), score on dev, save atomically."""
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
-    check_options(options, out_dir)
+    check_options(options, out_dir, [source])
     run = prepare_run(source, options, progress)
     settings = train_settings(source, options, run)
     checkpoints = checkpoint_dir_for(out_dir)
@@ -254,28 +259,26 @@ def save_output(
     `report` may be a function of the staged checkpoint's directory, for a report that records
     what was written (prune's sparsity, read back from the saved weights). Returns the report.
     """
-    progress("save")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    staging = make_staging_dir(out_dir)
     try:
-        training.save_checkpoint(run.model, run.tokenizer, run.task, staging, run.max_length)
-        if callable(report):
-            report = report(staging)
-        (staging / report_name).write_text(
-            json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
-        move_into_place(staging, out_dir, overwrite)
+        progress("save")
+        with writing(staging):
+            training.save_checkpoint(run.model, run.tokenizer, run.task, staging, run.max_length)
+            if callable(report):
+                report = report(staging)
+            (staging / report_name).write_text(
+                json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
+        move_into_place(staging, out_dir, overwrite, TRAINING_OUTPUT)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
-def check_options(options: Any, out_dir: Path) -> None:
-    """One UsageError per impossible flag, before anything is loaded (finetune, distill, prune)."""
-    if out_dir.exists() and not options.overwrite:
-        raise OutputExistsError(
-            f"{out_dir} already exists; choose another --out or pass --overwrite"
-        )
+def check_options(options: Any, out_dir: Path, sources: Sequence[str] = ()) -> None:
+    """One UsageError per impossible flag, before anything is loaded (finetune, distill, prune);
+    OutputExistsError (13) for an --out the run may not write (`core.files.check_output`)."""
+    check_output(out_dir, options.overwrite, TRAINING_OUTPUT, sources)
     get_task(options.task)
     for name in ("max_steps", "train_samples", "keep_layers"):
         value = getattr(options, name, None)
@@ -287,7 +290,7 @@ def check_options(options: Any, out_dir: Path) -> None:
         raise UsageError(f"--epochs must be at least 1, got {options.epochs}")
     if not (options.learning_rate > 0 and math.isfinite(options.learning_rate)):
         raise UsageError(f"--learning-rate must be positive, got {options.learning_rate}")
-    if options.max_sequence_length < 8:
+    if options.max_sequence_length is not None and options.max_sequence_length < 8:
         raise UsageError("--max-sequence-length must be at least 8")
     if options.log_every <= 0:
         raise UsageError("log_every must be at least 1")

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bertc.calibration import get_task
-from bertc.compiler.core.errors import BertcError, OutputExistsError, UsageError
-from bertc.compiler.core.files import move_into_place
+from bertc.compiler.core.errors import BertcError, UsageError
+from bertc.compiler.core.files import TRAINING_OUTPUT, make_staging_dir, move_into_place
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.training.finetune import (
     FinetuneOptions,
@@ -132,13 +132,12 @@ def run_grid(
     """Run every trial of the grid, keep the best on dev as `out_dir`, with the trial table."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    check_options(options, out_dir)
+    check_options(options, out_dir, [source])
     if options.resume:
         raise UsageError("--resume applies to one run, not to a --grid")
     trials = grid_trials(grid)
     task = get_task(options.task)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    workspace = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.grid-", dir=out_dir.parent))
+    workspace = make_staging_dir(out_dir, "grid")
     try:
         progress(f"grid of {len(trials)} trials on {grid.engine.value}")
         if grid.engine is Engine.RAY:
@@ -156,9 +155,7 @@ def run_grid(
         (winner_dir / GRID_TABLE).write_text(
             render_table(results, task.headline_metric, winner) + "\n", encoding="utf-8"
         )
-        if out_dir.exists() and not options.overwrite:
-            raise OutputExistsError(f"{out_dir} appeared while the grid ran; pass --overwrite")
-        move_into_place(winner_dir, out_dir, options.overwrite)
+        move_into_place(winner_dir, out_dir, options.overwrite, TRAINING_OUTPUT)
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     return GridResult(

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import torch
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.progress import Progress, silent
-from bertc.compiler.loading import DEFAULT_MAX_SEQUENCE_LENGTH
 from bertc.compiler.training import loop as training
 from bertc.compiler.training.finetune import (
     PreparedRun,
@@ -80,7 +79,7 @@ class PruneOptions:
     batch_size: int = 32
     learning_rate: float = 5e-5
     seed: int = 0
-    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    max_sequence_length: int | None = None  # None: 128, capped by the position table
     log_every: int = 20
     allow_pickle: bool = False
     overwrite: bool = False
@@ -242,7 +241,7 @@ def prune_model(
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
     pattern = parse_pattern(options.pattern)
-    check_options(options, out_dir)
+    check_options(options, out_dir, [source])
     run = prepare_run(source, options, progress)  # seeds torch: a fresh head, then dropout
     metrics: dict[str, dict[str, float] | None] = {"dense": None}
     if not run.head_is_new:

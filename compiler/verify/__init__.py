@@ -81,6 +81,7 @@ _EXPORTS = {
     "environment_notes": "report",
     "report_paths": "report",
     "run_environment": "report",
+    "save_reports": "report",
     "write_reports": "report",
     "render_markdown": "render",
     "render_table": "render",

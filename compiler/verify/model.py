@@ -117,6 +117,8 @@ class VerifyReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # The model output both runs compared: "logits", or a sentence encoder's "sentence_embedding".
     compared_output: str = "logits"
+    # Why the report files could not be written (a read-only or full disk); None once written.
+    reports_not_saved: str | None = None
 
     @property
     def headline(self) -> MetricDelta:

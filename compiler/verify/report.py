@@ -6,6 +6,7 @@ JSON, each written to a temporary sibling and renamed into place.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from bertc.calibration import GlueTask
 from bertc.calibration.metrics import predictions_from_logits
 from bertc.calibration.tasks import recorded_task
-from bertc.compiler.core.errors import ArtifactError
+from bertc.compiler.core.errors import OutputWriteError
 from bertc.compiler.core.files import write_text_atomically
 from bertc.compiler.core.manifest import REPORTS_DIR, host_description, toolchain_versions
 from bertc.compiler.verify.checks import ENCODER_HEADLINE_METRIC, is_encoder
@@ -192,10 +193,20 @@ def environment_notes(
     return notes
 
 
+def save_reports(artifact_dir: Path, report: VerifyReport) -> VerifyReport:
+    """`write_reports`; where the file system refuses (read-only artifact, full disk), the report
+    with `reports_not_saved` saying why: the measured result stands without its files."""
+    try:
+        write_reports(artifact_dir, report)
+    except OutputWriteError as error:
+        return dataclasses.replace(report, reports_not_saved=str(error))
+    return report
+
+
 def write_reports(artifact_dir: Path, report: VerifyReport) -> tuple[Path, ...]:
     """Markdown and JSON in the artifact's reports folder, each written then renamed into place.
 
-    Returns the written paths; raises ArtifactError when the folder cannot be written.
+    Returns the written paths; raises OutputWriteError (exit 16) when they cannot be written.
     """
     markdown_name, json_name = report.report_files
     contents = {
@@ -211,7 +222,7 @@ def write_reports(artifact_dir: Path, report: VerifyReport) -> tuple[Path, ...]:
         for name, text in contents.items():
             written.append(write_text_atomically(artifact_dir / name, text))
     except OSError as error:
-        raise ArtifactError(
+        raise OutputWriteError(
             f"cannot write the verify reports into {artifact_dir / REPORTS_DIR}: {error}"
         ) from error
     return tuple(written)

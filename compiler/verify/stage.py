@@ -20,7 +20,7 @@ from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, run_both
 from bertc.compiler.verify.model import VerifyReport
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
-from bertc.compiler.verify.report import build_report, write_reports
+from bertc.compiler.verify.report import build_report, save_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
 
 # What each `progress(stage)` call means, for a status line.
@@ -51,6 +51,7 @@ def verify_artifact(
     seed: int = 0,
     allow_pickle: bool = False,
     raise_on_gate_failure: bool = True,
+    write_reports: bool = True,
     progress: Progress = silent,
 ) -> VerifyReport:
     """Score the artifact against its fp32 reference, write the reports, then apply the gate.
@@ -68,7 +69,9 @@ def verify_artifact(
     differs from the head's,
     the DataError family for missing or malformed data, and GateFailedError (after the reports
     are written) when the headline metric dropped by more than `max_drop` points, unless told not
-    to.
+    to. Reports the file system refuses (a read-only artifact) leave the result standing, with
+    `reports_not_saved` saying why; `write_reports=False` writes none (`compile --verify` writes
+    them once the artifact is in place).
     """
     artifact_dir = Path(artifact_dir)
     glue_task = get_task(task) if task is not None else None
@@ -107,8 +110,9 @@ def verify_artifact(
         notes=notes,
         reference_threads=reference_thread_count(reference_threads),
     )
-    progress("report")
-    write_reports(artifact_dir, report)
+    if write_reports:
+        progress("report")
+        report = save_reports(artifact_dir, report)
     if raise_on_gate_failure:
         raise_if_gate_failed(report)
     return report

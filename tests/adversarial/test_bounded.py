@@ -385,8 +385,8 @@ def test_the_cli_refuses_before_printing_anything(
         (["", "x"], "TEXT is empty"),
         ([" \t "], "TEXT is empty"),
         (["fine", "  "], "the second text is empty"),
-        (["bad \udcff byte"], "TEXT is not valid UTF-8 (at character 5)"),
-        (["fine", "\udcc3"], "the second text is not valid UTF-8 (at character 1)"),
+        (["bad \udcff byte"], "TEXT is not valid UTF-8 (byte 0xff at character 5)"),
+        (["fine", "\udcc3"], "the second text is not valid UTF-8 (byte 0xc3 at character 1)"),
     ],
     ids=["empty", "blank", "empty pair", "invalid UTF-8", "invalid UTF-8 pair"],
 )

@@ -141,6 +141,62 @@ EARLY_REFUSALS = {
         2,
         "error: --out must name a directory to create (not empty, '.' or '..'), got '.'",
     ),
+    # --overwrite replaces only what bertc made ("existing" holds the user's kept.txt).
+    **{
+        f"{command} --overwrite onto user files": (
+            [*arguments, "--out", "existing", "--overwrite"],
+            errors.OutputExistsError.exit_code,
+            f"error: --overwrite refused: existing is a directory bertc did not make (not a "
+            f"bertc {kind}); --overwrite replaces only a previous bertc output: choose another "
+            "--out",
+        )
+        for command, arguments, kind in (
+            ("compile", ["compile", "m", "--target", "onnx"], "artifact"),
+            ("finetune", ["finetune", "m", "--task", "sst2"], "training output"),
+            ("prune", ["prune", "m", "--pattern", "2:4", "--task", "sst2"], "training output"),
+            (
+                "distill",
+                ["distill", "--teacher", "t", "--student", "s", "--task", "sst2"],
+                "training output",
+            ),
+        )
+    },
+    "compile --out under a file": (
+        ["compile", "m", "--target", "onnx", "--out", "existing/kept.txt/artifact"],
+        2,
+        "error: cannot create existing/kept.txt/artifact: "
+        "{tmp_path}/existing/kept.txt is a file; choose another --out",
+    ),
+    "compile --max-sequence-length 0": (
+        ["compile", "m", "--target", "onnx", "--out", "o", "--max-sequence-length", "0"],
+        2,
+        "error: --max-sequence-length must be at least 1, got 0",
+    ),
+    "finetune --max-sequence-length -5": (
+        ["finetune", "m", "--task", "sst2", "--out", "o", "--max-sequence-length", "-5"],
+        2,
+        "error: --max-sequence-length must be at least 1, got -5",
+    ),
+    "run --threads -3": (
+        ["run", "a", "some text", "--threads", "-3"],
+        2,
+        "error: --threads must be at least 1, got -3",
+    ),
+    "verify --threads -3": (
+        ["verify", "a", "--threads", "-3"],
+        2,
+        "error: --threads must be at least 1, got -3",
+    ),
+    "run TEXT not UTF-8": (
+        ["run", "a", "caf\udce9"],  # b"caf\xe9": Latin-1 bytes, as Python hands them over
+        2,
+        "error: TEXT is not valid UTF-8 (byte 0xe9 at character 4)",
+    ),
+    "run TEXT_PAIR not UTF-8": (
+        ["run", "a", "fine", "\udcff"],
+        2,
+        "error: the second text is not valid UTF-8 (byte 0xff at character 1)",
+    ),
     "finetune --out ..": (
         ["finetune", "m", "--task", "sst2", "--out", ".."],
         2,
@@ -165,7 +221,7 @@ def test_refused_at_once_without_importing_torch(case: str, tmp_path: Path) -> N
     elapsed = time.perf_counter() - started
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["code"] == exit_code, result.stderr
-    assert result.stderr.splitlines() == [message]
+    assert result.stderr.splitlines() == [message.replace("{tmp_path}", str(tmp_path))]
     assert report == {"code": exit_code, "torch": False, "pandas": False}
     assert elapsed < EARLY_REFUSAL_S, elapsed
     assert sorted(path.name for path in tmp_path.iterdir()) == ["existing"]
@@ -245,3 +301,30 @@ def test_verify_without_task_is_refused_when_the_manifest_has_none(
         "(e.g. --task stsb for a sentence encoder)"
     ]
     assert elapsed < EARLY_REFUSAL_S, elapsed
+
+
+# ---- 5. a sequence length past the checkpoint's position table ----
+
+LONGER_THAN_POSITIONS = {
+    "compile": ["compile", "--target", "onnx", "--task", "sst2"],
+    "finetune": ["finetune", "--task", "sst2"],
+    "prune": ["prune", "--pattern", "2:4", "--task", "sst2"],
+}
+
+
+@pytest.mark.parametrize("command", list(LONGER_THAN_POSITIONS))
+def test_a_sequence_length_past_the_position_table_is_refused(
+    command: str, tmp_path: Path, tiny_classifier: Path, glue_data_dir: Path, bertc_cli
+) -> None:
+    positions = json.loads((tiny_classifier / "config.json").read_text())["max_position_embeddings"]
+    name, *flags = LONGER_THAN_POSITIONS[command]
+    result = bertc_cli(
+        name, tiny_classifier, *flags, "--data-dir", glue_data_dir, "--out", tmp_path / "out",
+        "--max-sequence-length", positions + 1,
+    )  # fmt: skip
+    assert result.returncode == errors.UsageError.exit_code, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: --max-sequence-length {positions + 1} is longer than the checkpoint's "
+        f"max_position_embeddings ({positions}); give at most {positions}"
+    )
+    assert list(tmp_path.iterdir()) == []

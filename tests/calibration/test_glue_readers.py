@@ -383,3 +383,26 @@ def test_load_examples_dispatches_on_data_dir(
     fake_datasets(monkeypatch, FakeHfSplit([{"sentence": "from hub", "label": 1}], SST2_HF_NAMES))
     assert load_examples(get_task("sst2"), "dev", tmp_path)[0].text_a == "from tsv"
     assert load_examples(get_task("sst2"), "dev", None)[0].text_a == "from hub"
+
+
+@pytest.mark.parametrize("bad_line", [2, 3, 500, 4000])  # in the first read block, and past it
+@pytest.mark.parametrize(
+    ("bad_bytes", "offset", "byte"),
+    [(b"\xff", 0, 0xFF), (b"caf\xe9", 3, 0xE9), (b"\xe2\x82", 0, 0xE2)],
+    ids=["stray", "latin-1", "cut-short"],
+)
+def test_a_line_that_is_not_utf8_is_named_by_its_number(
+    tmp_path: Path, bad_line: int, bad_bytes: bytes, offset: int, byte: int
+) -> None:
+    rows = [b"sentence\tlabel"] + [b"a fine enough row of text\t1"] * (bad_line + 5)
+    rows[bad_line - 1] = b"a row with " + bad_bytes + b" in it\t0"
+    path = tmp_path / "SST-2" / "dev.tsv"
+    path.parent.mkdir()
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    column = len(b"a row with ") + offset + 1
+    with pytest.raises(MalformedRowsError) as caught:
+        read_glue_tsv(get_task("sst2"), tmp_path)
+    assert str(caught.value) == (
+        f"{path}: line {bad_line} is not valid UTF-8 (byte 0x{byte:02x} at byte {column} of the "
+        "line); save the file as UTF-8"
+    )

@@ -315,7 +315,7 @@ def test_overwrite_replaces_an_existing_artifact(
     tiny_classifier: Path, glue_data_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "artifact"
-    out.mkdir()
+    compile_model(str(tiny_classifier), out, options(glue_data_dir))
     (out / "stale.txt").write_text("from an older build")
     with pytest.raises(OutputExistsError, match="--overwrite"):
         compile_model(str(tiny_classifier), out, options(glue_data_dir))

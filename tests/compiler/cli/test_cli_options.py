@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
-from bertc.compiler.cli.options import DEFAULT_MAX_SEQUENCE_LENGTH, resolve_alias
+from bertc.compiler.cli.options import resolve_alias
 from bertc.compiler.core import errors
 
 
@@ -57,5 +57,6 @@ def test_finetune_and_distill_take_the_old_spellings(monkeypatch, captured, tmp_
     for arguments in runs:
         assert run_main(monkeypatch, *arguments) == errors.DataError.exit_code
     lengths = [options.max_sequence_length for options in captured]
-    assert lengths == [DEFAULT_MAX_SEQUENCE_LENGTH, 64, 32, DEFAULT_MAX_SEQUENCE_LENGTH, 48]
+    # None: not given, the default (128, capped by the checkpoint's position table)
+    assert lengths == [None, 64, 32, None, 48]
     assert [options.keep_layers for options in captured] == [None, None, 1, 1, 2]

@@ -1,0 +1,221 @@
+"""Data loss: `--overwrite` replaces only what bertc made (issue 16, kind 1).
+
+Every writing command (compile, finetune, distill, prune), pointed with --overwrite at something
+bertc did not make or at its own input, is refused with exit 13 before any work, and every file
+under the test's folder keeps its bytes. A previous bertc output is replaced; a failed
+`compile --verify --overwrite` leaves the previous artifact byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from bertc.compiler.core import errors
+
+# What each command writes, given its input checkpoint and its --out (tiny, fast settings).
+COMMANDS: dict[str, Callable[[Path, Path, Path], list]] = {
+    "compile": lambda model, out, data: [
+        "compile", model, "--target", "onnx", "--quantization", "none", "--tokenizer", "none",
+        "--task", "sst2", "--data-dir", data, "--out", out, "--overwrite",
+    ],
+    "finetune": lambda model, out, data: [
+        "finetune", model, "--task", "sst2", "--data-dir", data, "--max-steps", "1",
+        "--train-samples", "8", "--out", out, "--overwrite",
+    ],
+    "distill": lambda model, out, data: [
+        "distill", "--teacher", model, "--student", model, "--task", "sst2", "--data-dir", data,
+        "--max-steps", "1", "--train-samples", "8", "--out", out, "--overwrite",
+    ],
+    "prune": lambda model, out, data: [
+        "prune", model, "--pattern", "2:4", "--task", "sst2", "--data-dir", data,
+        "--max-steps", "1", "--train-samples", "8", "--out", out, "--overwrite",
+    ],
+}  # fmt: skip
+
+
+def user_files(root: Path) -> Path:
+    """A folder of the user's own files."""
+    folder = root / "mine"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("years of work")
+    (folder / "sub" / "data.bin").write_bytes(bytes(range(256)))
+    return folder
+
+
+def foreign_manifest(root: Path) -> Path:
+    """A folder with a manifest.json that is not bertc's (another tool's, or a hand-written one)."""
+    folder = root / "other-tool"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"files": {}, "version": 3}))
+    (folder / "weights.bin").write_bytes(b"\x01" * 64)
+    return folder
+
+
+def foreign_report(root: Path) -> Path:
+    """A checkpoint folder with a finetune.json bertc did not write (the user's own notes)."""
+    folder = root / "hf-checkpoint"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "finetune.json").write_text(json.dumps({"lr": 1e-4, "notes": "mine"}))
+    return folder
+
+
+def a_file(root: Path) -> Path:
+    path = root / "notes.txt"
+    path.write_text("a file, not a folder")
+    return path
+
+
+# Each target of a refused --overwrite: how to make it, given the folder and the input checkpoint.
+REFUSED_TARGETS: dict[str, Callable[[Path, Path], Path]] = {
+    "user files": lambda root, model: user_files(root),
+    "foreign manifest": lambda root, model: foreign_manifest(root),
+    "foreign report": lambda root, model: foreign_report(root),
+    "a file": lambda root, model: a_file(root),
+    "the source checkpoint": lambda root, model: model,
+    "a folder holding the source": lambda root, model: model.parent,
+}
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root` (and the set of folders), by relative path."""
+    digest = {}
+    for path in sorted(root.rglob("*")):
+        relative = str(path.relative_to(root))
+        digest[relative] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "/"
+    return digest
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, tiny_classifier: Path) -> tuple[Path, Path]:
+    """A folder holding a private copy of the tiny classifier (models/ckpt): the run's input."""
+    model = Path(shutil.copytree(tiny_classifier, tmp_path / "models" / "ckpt"))
+    return tmp_path, model
+
+
+@pytest.mark.parametrize("target", list(REFUSED_TARGETS))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_overwrite_of_what_bertc_did_not_make_is_refused_and_nothing_changes(
+    command: str, target: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    out = REFUSED_TARGETS[target](root, model)
+    before = tree_digest(root)
+    result = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert result.returncode == errors.OutputExistsError.exit_code == 13, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    assert result.stderr.startswith(f"error: --overwrite refused: {out} "), result.stderr
+    assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("target", ["user files", "the source checkpoint"])
+@pytest.mark.parametrize("command", ["compile", "finetune", "distill", "prune"])
+def test_the_python_api_refuses_the_same(
+    command: str, target: str, workspace, glue_data_dir: Path
+) -> None:
+    root, model = workspace
+    out = REFUSED_TARGETS[target](root, model)
+    before = tree_digest(root)
+    with pytest.raises(errors.OutputExistsError, match="--overwrite refused"):
+        api_call(command, model, out, glue_data_dir)
+    assert tree_digest(root) == before
+
+
+def api_call(command: str, model: Path, out: Path, data: Path) -> None:
+    if command == "compile":
+        from bertc.compiler.pipeline import CompileOptions, compile_model
+
+        options = CompileOptions(target="onnx", task="sst2", data_dir=data, overwrite=True)
+        compile_model(str(model), out, options)
+    elif command == "finetune":
+        from bertc.compiler.training.finetune import FinetuneOptions, finetune_model
+
+        finetune_model(str(model), out, FinetuneOptions("sst2", data, overwrite=True))
+    elif command == "distill":
+        from bertc.compiler.training.distill import DistillOptions, distill_model
+
+        distill_model(str(model), str(model), out, DistillOptions("sst2", data, overwrite=True))
+    else:
+        from bertc.compiler.training.prune import PruneOptions, prune_model
+
+        prune_model(str(model), out, PruneOptions("2:4", "sst2", data, overwrite=True))
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_overwrite_replaces_a_previous_output_of_the_same_command(
+    command: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    out = root / "out"
+    first = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert first.returncode == 0, first.stderr
+    (out / "stale.txt").write_text("from the previous run")
+    second = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert second.returncode == 0, second.stderr
+    assert not (out / "stale.txt").exists()
+    assert sorted(path.name for path in root.iterdir()) == ["models", "out"]  # nothing aside
+
+
+def test_an_artifact_and_a_training_output_do_not_replace_each_other(
+    workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    artifact, trained = root / "artifact", root / "trained"
+    assert bertc_cli(*COMMANDS["compile"](model, artifact, glue_data_dir)).returncode == 0
+    assert bertc_cli(*COMMANDS["finetune"](model, trained, glue_data_dir)).returncode == 0
+    before = tree_digest(root)
+    for command, out in (("compile", trained), ("finetune", artifact), ("prune", artifact)):
+        result = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+        assert result.returncode == 13, result.stderr
+        assert "not a bertc" in result.stderr
+    assert tree_digest(root) == before
+
+
+# `bertc ARGS` with verify's gate made impossible to pass (`--max-drop -100`, a value the flag
+# refuses): every artifact fails it, whatever its accuracy.
+FAILING_GATE_DRIVER = """
+import sys
+import bertc.compiler.verify.report as report
+real_gate = report.apply_gate
+report.apply_gate = lambda task, headline, max_drop: real_gate(task, headline, -100.0)
+sys.argv = ["bertc", *sys.argv[1:]]
+from bertc.compiler.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("target", ["onnx", "openvino"])
+def test_a_failed_verify_gate_with_overwrite_leaves_the_previous_artifact_byte_identical(
+    target: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    import subprocess
+
+    root, model = workspace
+    out = root / "artifact"
+    arguments = [
+        "compile", model, "--target", target, "--quantization", "dynamic", "--tokenizer",
+        "none", "--task", "sst2", "--data-dir", glue_data_dir, "--out", out,
+    ]  # fmt: skip
+    assert bertc_cli(*arguments).returncode == 0
+    before = tree_digest(root)
+    extra = ["--overwrite", "--verify", "--json"]
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_GATE_DRIVER, *map(str, arguments), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == errors.GateFailedError.exit_code == 12, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: gate failed:"), result.stderr
+    assert last.endswith(f"{out} not replaced: the artifact already there is kept")
+    report = json.loads(result.stdout)  # the failed build's report names --out, not its staging
+    assert report["artifact_dir"] == str(out) and report["gate"]["passed"] is False
+    assert ".partial-" not in result.stdout + result.stderr
+    assert tree_digest(root) == before
