@@ -404,5 +404,7 @@ def build_manifest(
         },
         "files": files,
         "reproducibility": reproducibility,
-        "notes": list(loaded.notes) + list(build.notes),
+        "notes": list(loaded.notes)
+        + list(build.notes)
+        + list(getattr(build.quantization, "notes", ())),
     }
