@@ -43,6 +43,7 @@ from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import check_parity, export_onnx
+from bertc.compiler.heads import head_section
 from bertc.compiler.loading import (
     HEAD_ENCODER,
     HEAD_REGRESSION,
@@ -371,6 +372,8 @@ def build_manifest(
             "tokenizer_dir": TOKENIZER_DIR,
             "config": loaded.config,
         },
+        # What the outputs mean (problem type, scores, label map): run, verify and apps read it.
+        "head": head_section(loaded.config, loaded.head, loaded.label_map),
         "export": {
             "exporter": "torch.onnx.export (TorchScript)",
             "opset": graph.opset,
