@@ -61,6 +61,7 @@ from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's
 from bertc.compiler.tokenization import (
     TextPair,
     TokenizerParity,
+    added_token_set,
     builtin_set,
     check_tokenizer_parity,
     describe_mismatch,
@@ -261,6 +262,9 @@ def tokenizer_parity(
     if not sets:
         sets["builtin"] = builtin_set(pair)
     sets["hard"] = hard_set(pair)
+    added = added_token_set(loaded.tokenizer, pair)
+    if added:
+        sets["added-tokens"] = added
     return check_tokenizer_parity(loaded.tokenizer, in_graph, sets, loaded.max_sequence_length)
 
 

@@ -12,6 +12,7 @@ travels in the manifest, and `run`, the loader and `verify` apply it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -30,8 +31,9 @@ from bertc.compiler.heads import (
     task_columns,
 )
 from bertc.compiler.loading import load_model
+from bertc.compiler.tokenization import hard_set
 from bertc.targets.loader import load, predictions_from_scores
-from model_factory import make_checkpoint
+from model_factory import make_checkpoint, read_sst2_dev
 
 MULTI_LABELS = {0: "toxic", 1: "insult", 2: "threat", 3: "spam"}
 # Biases that put two labels clearly over the threshold and two under (the issue's case: two
@@ -285,3 +287,139 @@ def test_task_columns_follow_the_names(task: str, labels, columns) -> None:
 def test_task_columns_refuse_what_does_not_match(task: str, labels) -> None:
     with pytest.raises(UsageError, match="cannot be matched by name"):
         task_columns(labels, get_task(task), "model")
+
+
+# ---- added special tokens: part of the tokenizer gate's hard set on both targets ----
+
+ENTITY_MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
+MARKED = "the [E1] cast [/E1] is brilliant and [E2]the music[/E2] is lovely ."
+
+
+@pytest.fixture(scope="module")
+def added_token_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Entity markers added with `add_special_tokens`, the embeddings resized to match."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = make_checkpoint(tmp_path_factory.mktemp("added-tokens") / "checkpoint")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.add_special_tokens({"additional_special_tokens": list(ENTITY_MARKERS)})
+    tokenizer.save_pretrained(str(folder))
+    model = BertForSequenceClassification.from_pretrained(str(folder))
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    model.save_pretrained(str(folder))
+    return folder
+
+
+def added_count(checkpoint: Path) -> int:
+    from bertc.compiler.tokenization import added_token_set
+
+    return len(added_token_set(load_model(str(checkpoint)).tokenizer, pair=False))
+
+
+def test_the_gate_checks_each_added_token(added_token_checkpoint: Path) -> None:
+    from bertc.compiler.tokenization import added_token_set, added_tokens
+
+    loaded = load_model(str(added_token_checkpoint))
+    assert added_tokens(loaded.tokenizer) == list(ENTITY_MARKERS)
+    sentences = added_token_set(loaded.tokenizer, pair=False)
+    for marker in ENTITY_MARKERS:
+        marker_id = loaded.tokenizer.convert_tokens_to_ids(marker)
+        holding = [a for a, _ in sentences if marker_id in loaded.tokenizer(a)["input_ids"]]
+        assert len(holding) >= 5  # alone, inside a word, by punctuation, twice, all together
+    pairs = added_token_set(loaded.tokenizer, pair=True)
+    assert any(b is not None and "[E1]" in b for _, b in pairs)  # in the second text too
+    assert (
+        added_token_set(
+            load_model(str(make_checkpoint(Path(loaded.directory).parent / "plain"))).tokenizer,
+            False,
+        )
+        == []
+    )
+
+
+def test_openvino_is_given_the_added_tokens_and_fuses_the_tokenizer(
+    compile_once, added_token_checkpoint: Path
+) -> None:
+    artifact = compile_once(added_token_checkpoint, "openvino", quantization="none", tokenizer=None)
+    section = artifact.manifest["tokenizer"]
+    assert section["mode"] == "fused"
+    assert section["parity"]["passed"]
+    assert section["parity"]["sets"]["added-tokens"] == added_count(added_token_checkpoint)
+    want = pytorch_logits(added_token_checkpoint, [MARKED])
+    got = load(artifact.artifact_dir).logits([MARKED])
+    np.testing.assert_allclose(got, want, atol=SCORE_ATOL)
+
+
+def test_openvino_without_the_added_tokens_falls_back_to_token_ids(
+    added_token_checkpoint: Path, glue_data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The converter as it was (markers become [UNK]): the gate's added-token set catches it,
+    so the default takes token ids with a note and an explicit fused tokenizer is refused."""
+    from bertc.compiler.core.enums import QuantizationMode, TokenizerMode
+    from bertc.compiler.pipeline import CompileOptions, compile_model
+    from bertc.targets.ov import tokenizer as ov_tokenizer
+
+    monkeypatch.setattr(ov_tokenizer, "with_added_tokens_in_vocabulary", lambda tok: tok)
+    options = dict(target="openvino", task="sst2", data_dir=glue_data_dir,
+                   quantization=QuantizationMode.NONE)  # fmt: skip
+    result = compile_model(str(added_token_checkpoint), tmp_path / "ids", CompileOptions(**options))
+    assert result.manifest["tokenizer"]["mode"] == "none"
+    refused = result.manifest["tokenizer"]["fused_refused"]["parity"]
+    count = added_count(added_token_checkpoint)
+    assert refused["sets"]["added-tokens"] == count and refused["mismatched"] >= count
+    assert any("differs from the HF tokenizer" in note for note in result.manifest["notes"])
+    np.testing.assert_allclose(
+        load(tmp_path / "ids").logits([MARKED]),
+        pytorch_logits(added_token_checkpoint, [MARKED]),
+        atol=SCORE_ATOL,
+    )
+    with pytest.raises(errors.TokenizerMismatchError, match="differs from the HF tokenizer"):
+        compile_model(
+            str(added_token_checkpoint),
+            tmp_path / "fused",
+            CompileOptions(**options, tokenizer=TokenizerMode.FUSED),
+        )
+    assert not (tmp_path / "fused").exists()
+
+
+def test_onnx_runtime_splits_added_tokens_so_the_default_takes_token_ids(
+    compile_once, added_token_checkpoint: Path
+) -> None:
+    artifact = compile_once(
+        added_token_checkpoint, "ort-mobile", quantization="none", tokenizer=None
+    )
+    section = artifact.manifest["tokenizer"]
+    assert section["mode"] == "none"
+    parity = section["fused_refused"]["parity"]
+    assert parity["sets"]["added-tokens"] == added_count(added_token_checkpoint)
+    added = [m for m in parity["mismatches"] if m["set_name"] == "added-tokens"]
+    assert added and added[0]["text_a"] == "[E1]"
+    assert any("differs from the HF tokenizer" in note for note in artifact.manifest["notes"])
+    np.testing.assert_allclose(
+        load(artifact.artifact_dir).logits([MARKED]),
+        pytorch_logits(added_token_checkpoint, [MARKED]),
+        atol=SCORE_ATOL,
+    )
+
+
+def test_an_explicit_fused_onnx_runtime_tokenizer_is_refused(
+    added_token_checkpoint: Path, glue_data_dir: Path, bertc_cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "fused"
+    done = bertc_cli(
+        "compile", added_token_checkpoint, "--target", "ort-mobile", "--out", out,
+        "--task", "sst2", "--data-dir", glue_data_dir, "--quantization", "none",
+        "--tokenizer", "fused",
+    )  # fmt: skip
+    assert done.returncode == errors.TokenizerMismatchError.exit_code == 14
+    last = done.stderr.strip().splitlines()[-1]
+    counts = re.search(r"differs from the HF tokenizer on (\d+) of (\d+) sentences", last)
+    assert counts is not None, last
+    # the dev sentences, the hard set and the added-token set were checked; ORT's converter
+    # already misses CJK in the hard set, so the added tokens' own misses show in the manifest
+    # (test_onnx_runtime_splits_added_tokens_so_the_default_takes_token_ids).
+    assert int(counts.group(2)) == len(read_sst2_dev(glue_data_dir)) + len(hard_set(False)) + (
+        added_count(added_token_checkpoint)
+    )
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
