@@ -17,20 +17,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Activations transformers' BERT applies by name (ACT2FN) that are parameter-free and exported
-# as plain ONNX ops; parametrised ones (prelu, xielu) would get random weights.
-SUPPORTED_ACTIVATIONS = (
-    "gelu",
-    "gelu_python",
-    "gelu_new",
-    "gelu_fast",
-    "gelu_pytorch_tanh",
-    "gelu_accurate",
-    "quick_gelu",
-    "relu",
-    "silu",
-    "swish",
-)
+from bertc.compiler.core.activations import SUPPORTED_HIDDEN_ACTS
+
+# Activations transformers' BERT applies by name (ACT2FN) that every recipe recognises
+# (`core/activations.py`); parametrised ones (prelu, xielu) would get random weights.
+SUPPORTED_ACTIVATIONS = SUPPORTED_HIDDEN_ACTS
 # Encoder checkpoints (compiled as a bare encoder) and sequence classifiers.
 ENCODER_ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining")
 CLASSIFIER_ARCHITECTURES = ("BertForSequenceClassification",)

@@ -312,7 +312,11 @@ def load_model(
         input_names=("input_ids", "attention_mask", "token_type_ids"),
         output_names=outputs,
         tokenizer=tokenizer,
-        label_map=_label_map(config) if head == HEAD_CLASSIFIER else None,
+        # transformers 5 writes no id2label for default names (LABEL_0, LABEL_1): read them
+        # from the instantiated config, which has one per output.
+        label_map=(_label_map(config) or _label_map(model.config.to_dict()))
+        if head == HEAD_CLASSIFIER
+        else None,
         weight_files=tuple(weight_files),
         max_sequence_length=max_length,
         notes=tuple(notes),

@@ -42,6 +42,7 @@ from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import check_parity, export_onnx
 from bertc.compiler.families import check_supported
+from bertc.compiler.heads import head_section
 from bertc.compiler.loading import (
     HEAD_ENCODER,
     HEAD_REGRESSION,
@@ -63,6 +64,7 @@ from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's
 from bertc.compiler.tokenization import (
     TextPair,
     TokenizerParity,
+    added_token_set,
     builtin_set,
     check_tokenizer_parity,
     describe_mismatch,
@@ -291,6 +293,9 @@ def tokenizer_parity(
     if not sets:
         sets["builtin"] = builtin_set(pair)
     sets["hard"] = hard_set(pair)
+    added = added_token_set(loaded.tokenizer, pair)
+    if added:
+        sets["added-tokens"] = added
     return check_tokenizer_parity(loaded.tokenizer, in_graph, sets, loaded.max_sequence_length)
 
 
@@ -405,6 +410,8 @@ def build_manifest(
             "tokenizer_dir": TOKENIZER_DIR,
             "config": loaded.config,
         },
+        # What the outputs mean (problem type, scores, label map): run, verify and apps read it.
+        "head": head_section(loaded.config, loaded.head, loaded.label_map),
         "export": {
             "exporter": "torch.onnx.export (TorchScript)",
             "opset": graph.opset,
@@ -438,5 +445,7 @@ def build_manifest(
         },
         "files": files,
         "reproducibility": reproducibility,
-        "notes": list(loaded.notes) + list(build.notes),
+        "notes": list(loaded.notes)
+        + list(build.notes)
+        + list(getattr(build.quantization, "notes", ())),
     }

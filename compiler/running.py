@@ -25,6 +25,8 @@ import numpy as np
 from bertc.compiler.core.errors import ArtifactError, DataError, UsageError
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 
+# The loader's name for a multi-label head (manifest `head.problem_type`).
+MULTI_LABEL = "multi_label_classification"
 # Values of an embedding shown on its human line (--json gives them all).
 SHOWN_EMBEDDING_VALUES = 5
 # Decimals kept in --json: float32 holds about seven significant digits.
@@ -145,10 +147,10 @@ def run_file(artifact: Path, file: Path, threads: int | None, as_json: bool) -> 
 def run_artifact(
     artifact: Path, examples: Iterable[InputLine], threads: int | None, as_json: bool
 ) -> Iterator[str]:
-    """One output line per example, in order: `label<TAB>score` or a JSON object; for a
-    sentence encoder the text's embedding, or with a second text the pair's cosine similarity.
-    ArtifactError (exit 11) when the artifact cannot load, or its runtime fails on an example
-    (the message names it)."""
+    """One output line per example, in order: `label<TAB>score` (multi-label:
+    `multi_label_line`) or a JSON object; for a sentence encoder the text's embedding, or with a
+    second text the pair's cosine similarity. ArtifactError (exit 11) when the artifact cannot
+    load, or its runtime fails on an example (the message names it)."""
     from bertc.targets.loader import ArtifactLoadError, load
 
     check_integrity(artifact, read_manifest(artifact))
@@ -245,15 +247,31 @@ def _prediction_lines(model: Any, batch: Sequence[InputLine], as_json: bool) -> 
                         "label": prediction.label,
                         "label_id": prediction.label_id,
                         "scores": [round(score, 6) for score in prediction.scores],
+                        **(
+                            {"labels": list(prediction.labels), "threshold": model.threshold}
+                            if model.problem_type == MULTI_LABEL
+                            else {}
+                        ),
                     },
                     ensure_ascii=False,
                 )
             )
+        elif model.problem_type == MULTI_LABEL:
+            lines.append(multi_label_line(prediction))
         elif prediction.label is None:
             lines.append(f"{prediction.scores[0]:.4f}")
         else:
             lines.append(f"{prediction.label}\t{max(prediction.scores):.4f}")
     return lines
+
+
+def multi_label_line(prediction: Any) -> str:
+    """`toxic,insult<TAB>0.9612,0.9581`: every label over the threshold (label-id order) and its
+    sigmoid; `-<TAB>0.3100` (the highest sigmoid) when no label passes."""
+    if not prediction.labels:
+        return f"-\t{max(prediction.scores):.4f}"
+    scores = ",".join(f"{prediction.scores[index]:.4f}" for index in prediction.label_ids)
+    return f"{','.join(prediction.labels)}\t{scores}"
 
 
 def _encoder_lines(model: Any, batch: Sequence[InputLine], as_json: bool) -> list[str]:

@@ -94,6 +94,44 @@ def hard_set(pair: bool) -> list[TextPair]:
     return [(text, "and a second sentence.") for text, _ in singles] + list(_HARD_PAIRS)
 
 
+def added_tokens(hf_tokenizer: Any) -> list[str]:
+    """The tokenizer's added tokens beyond BERT's own specials ([CLS], [SEP], [PAD], [MASK],
+    [UNK]): entity markers such as [E1] that `add_special_tokens` or `add_tokens` put in."""
+    own = {
+        getattr(hf_tokenizer, name, None)
+        for name in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token")
+    }
+    decoder = getattr(hf_tokenizer, "added_tokens_decoder", None) or {}
+    return [
+        str(token)
+        for _, token in sorted(decoder.items())
+        if str(token) not in own and str(token).strip()
+    ]
+
+
+def added_token_set(hf_tokenizer: Any, pair: bool) -> list[TextPair]:
+    """Sentences holding each added token alone, inside a word, beside punctuation, twice and
+    (for a pair task) in the second text: a converter that does not know the token splits it
+    into word pieces or maps it to [UNK], which the dev sentences never show."""
+    tokens = added_tokens(hf_tokenizer)
+    if not tokens:
+        return []
+    texts = []
+    for token in tokens:
+        texts += [
+            token,
+            f"the {token} film was good",
+            f"inside{token}word and{token}",
+            f"({token}), {token}. {token}!",
+            f"{token}{token} twice",
+        ]
+    texts.append(" ".join(f"{token} word" for token in tokens))
+    second = "and a second sentence."
+    if not pair:
+        return [(text, None) for text in texts]
+    return [(text, second) for text in texts] + [(second, text) for text in texts]
+
+
 def builtin_set(pair: bool) -> list[TextPair]:
     return list(BUILTIN_PAIRS) if pair else [(text, None) for text in BUILTIN_SINGLES]
 

@@ -81,11 +81,68 @@ def _guarded(run: Any, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One example's result: the label (None for regression) and its scores."""
+    """One example's result: the label (None for regression) and its scores.
+
+    Multi-label heads (manifest `head.problem_type` "multi_label_classification"): `scores` are
+    each label's sigmoid, `labels` every label over the threshold (in label-id order), and
+    `label` / `label_id` the highest-scoring of them (None when no label passes).
+    """
 
     label: str | None
     label_id: int | None
-    scores: list[float]  # class probabilities (softmax of the logits), or the regression score
+    # softmax of the logits (single-label), each label's sigmoid (multi-label), or the score
+    scores: list[float]
+    labels: tuple[str, ...] = ()
+    label_ids: tuple[int, ...] = ()
+
+
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+DEFAULT_MULTI_LABEL_THRESHOLD = 0.5
+
+
+def head_semantics(manifest: dict[str, Any]) -> tuple[str | None, float]:
+    """(problem type, multi-label threshold) from the manifest's `head` section; an artifact
+    from before it has a single-label classifier, a regression head or an encoder."""
+    head = manifest.get("head")
+    if isinstance(head, dict) and "problem_type" in head:
+        return head["problem_type"], float(head.get("threshold", DEFAULT_MULTI_LABEL_THRESHOLD))
+    kind = (manifest.get("model") or {}).get("head")
+    legacy = {"classifier": SINGLE_LABEL, "regression": "regression"}
+    return legacy.get(kind), DEFAULT_MULTI_LABEL_THRESHOLD
+
+
+def predictions_from_scores(
+    logits: np.ndarray, problem_type: str | None, labels: dict[int, str], threshold: float
+) -> list[Prediction]:
+    """Each row of logits [examples, outputs] as the head's problem type reads it."""
+    scores = np.asarray(logits, dtype=np.float64)
+    if problem_type == "regression":
+        return [Prediction(None, None, [float(row[0])]) for row in scores]
+    if problem_type == MULTI_LABEL:
+        probabilities = 1.0 / (1.0 + np.exp(-scores))
+        results = []
+        for row in probabilities:
+            chosen = tuple(int(index) for index in np.flatnonzero(row > threshold))
+            top = max(chosen, key=lambda index: row[index], default=None)
+            results.append(
+                Prediction(
+                    None if top is None else labels.get(top, str(top)),
+                    top,
+                    row.tolist(),
+                    tuple(labels.get(index, str(index)) for index in chosen),
+                    chosen,
+                )
+            )
+        return results
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    results = []
+    for row in probabilities:
+        index = int(row.argmax())
+        name = labels.get(index, str(index))
+        results.append(Prediction(name, index, row.tolist(), (name,), (index,)))
+    return results
 
 
 class TextModel:
@@ -104,6 +161,8 @@ class TextModel:
         model = manifest["model"]
         self.head = model["head"]
         self.labels = {int(key): value for key, value in (model.get("labels") or {}).items()}
+        # single_label_classification, multi_label_classification, regression, or None
+        self.problem_type, self.threshold = head_semantics(manifest)
         self.tokenizer = backend.tokenizer_name
         self.pair = backend.pair
         # What the verify code looks at: ORT's session (OpenVINO's compiled model: `compiled`).
@@ -162,18 +221,14 @@ class TextModel:
         return float(first @ second / norms) if norms else 0.0
 
     def predict(self, texts: list[str], text_pairs: list[str] | None = None) -> list[Prediction]:
+        """One Prediction per example, as the head's problem type says (manifest `head`):
+        softmax and argmax, a sigmoid per label and every label over the threshold, or the
+        regression score."""
         if self.head == "encoder":
             raise ValueError("an encoder artifact has no labels: use embed() or similarity()")
-        scores = self.logits(texts, text_pairs).astype(np.float64)
-        if self.head == "regression":
-            return [Prediction(None, None, [float(row[0])]) for row in scores]
-        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-        results = []
-        for row in probabilities:
-            index = int(row.argmax())
-            results.append(Prediction(self.labels.get(index, str(index)), index, row.tolist()))
-        return results
+        return predictions_from_scores(
+            self.logits(texts, text_pairs), self.problem_type, self.labels, self.threshold
+        )
 
 
 def _as_texts(values: Any, name: str) -> list[str]:
@@ -617,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         return 11
     if as_json:
         print(json.dumps(prediction.__dict__))
+    elif model.problem_type == MULTI_LABEL:
+        print(",".join(prediction.labels))
     else:
         print(prediction.label if prediction.label is not None else prediction.scores[0])
     return 0

@@ -143,10 +143,12 @@ def make_checkpoint(
     fp16: bool = False,
     masked_lm: bool = False,
     train_steps: int = 0,
+    labels: dict[int, str] | None = None,
 ) -> Path:
     """Write a seeded random BERT checkpoint directory and return it.
 
-    head: "classifier" (2 SST-2 labels), "regression" (STS-B, num_labels=1) or "encoder".
+    head: "classifier" (2 SST-2 labels), "multi_label" (a sigmoid per label), "regression"
+    (STS-B, num_labels=1) or "encoder". labels: the classifier's id2label (default SST-2's).
     fit_denses: TinyBERT layout (encoder only). masked_lm: save as BertForMaskedLM (encoder only).
     drop_pooler: leave the pooler out of the weights (a classifier then lacks weights it needs).
     sparse_1_2: zero the smaller of each consecutive input pair of every encoder Linear weight.
@@ -160,12 +162,15 @@ def make_checkpoint(
     overrides = dict(config_overrides or {})
     tokens = vocabulary(overrides.get("vocab_size"))
     settings = {**TINY_CONFIG, **overrides, "vocab_size": len(tokens)}
-    if head == "classifier":
+    if head in ("classifier", "multi_label"):
+        names = dict(labels or SST2_LABELS)
         settings.update(
-            num_labels=2,
-            id2label=dict(SST2_LABELS),
-            label2id={name: index for index, name in SST2_LABELS.items()},
-            problem_type="single_label_classification",
+            num_labels=len(names),
+            id2label=names,
+            label2id={name: index for index, name in names.items()},
+            problem_type="single_label_classification"
+            if head == "classifier"
+            else "multi_label_classification",
         )
     elif head == "regression":
         settings.update(num_labels=1, problem_type="regression")

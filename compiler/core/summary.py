@@ -13,7 +13,17 @@ FP32_REASONS: Mapping[str, str] = {
     "Erf": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
     "Gelu": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
     "Add": "residual additions carry the outlier channels (Bondarenko et al., 2021)",
-    "Tanh": "the pooler's non-linearity is tiny and runs once per sequence",
+    "Tanh": "the pooler's non-linearity (and tanh GELU's or Mish's) is cheap in fp32",
+    "FastGelu": "tanh GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "BiasGelu": "GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "QuickGelu": "quick GELU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Relu": "the FFN's ReLU is one comparison per element; int8 gains nothing",
+    "Sigmoid": "SiLU's and quick GELU's non-linearity is cheap in fp32",
+    "Softplus": "Mish's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Swish": "SiLU's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Mish": "Mish's non-linearity is cheap in fp32 and sensitive to rounding",
+    "Pow": "tanh GELU's cube is element-wise and memory-bound; int8 gains nothing",
+    "Clip": "a clipped activation's bound is element-wise and memory-bound",
     "Gemm": "the pooler and classifier run once per sequence; fp32 keeps the logits exact",
     "MatMul": "attention's activation-by-activation products have no weight to quantize",
     "Gather": "the token-type table is tiny; word and position embeddings are quantized",
@@ -36,10 +46,10 @@ class QuantizationSummary:
     fp32_ops: Mapping[str, int]
     fp32_reasons: Mapping[str, str]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # What the recipe could not do as designed (e.g. no FFN output projection recognised).
+    notes: tuple[str, ...] = ()
 
 
 def tool_version(module_name: str) -> str:
     module = __import__(module_name)
     return f"{module_name} {module.__version__}"
-
-

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from bertc.compiler.core.errors import UsageError
+from bertc.compiler.heads import MULTI_LABEL
 from bertc.compiler.loading import HEAD_ENCODER, HEAD_REGRESSION
 
 if TYPE_CHECKING:
@@ -58,8 +59,9 @@ def is_encoder(manifest: Mapping[str, Any]) -> bool:
 
 
 def check_task_fits(manifest: Mapping[str, Any], task: GlueTask, artifact_dir: Path) -> None:
-    """Refuse a task other than stsb for a bare encoder, and a task whose label count the head
-    cannot produce."""
+    """Refuse a task other than stsb for a bare encoder, a GLUE task for a multi-label head
+    (GLUE's tasks are single-label or regression), and a task whose label count the head cannot
+    produce."""
     head = manifest["model"]["head"]
     if head == HEAD_ENCODER:
         if task.name != ENCODER_TASK:
@@ -69,6 +71,12 @@ def check_task_fits(manifest: Mapping[str, Any], task: GlueTask, artifact_dir: P
                 f"against the gold scores), not {task.name}"
             )
         return
+    if (manifest.get("head") or {}).get("problem_type") == MULTI_LABEL:
+        raise UsageError(
+            f"{artifact_dir} is a multi-label classifier (a sigmoid per label, every label over "
+            f"the threshold); {task.name} is a single-label GLUE task, so verify cannot score "
+            "it: check it with `bertc run` on your own data"
+        )
     width = artifact_label_count(manifest)
     if width != task.num_labels:
         kind = "a regression score" if task.is_regression else f"{task.num_labels} labels"

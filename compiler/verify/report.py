@@ -176,13 +176,6 @@ def environment_notes(
     built_for = recorded_task(manifest)
     if built_for and built_for != task.name:
         notes.append(f"the artifact was compiled for {built_for} but is verified on {task.name}")
-    labels = manifest["model"].get("labels") or {}
-    names = [str(labels[key]).lower() for key in sorted(labels, key=int)]
-    if task.labels and sorted(names) == sorted(task.labels) and names != list(task.labels):
-        notes.append(
-            f"the artifact's labels are in the order {names} but {task.name}'s are "
-            f"{list(task.labels)}: verify compares label ids, so the metric may be meaningless"
-        )
     build_isa = set(environment.build_host.get("isa", []))
     lacking = sorted(build_isa - set(environment.verify_host.get("isa", [])))
     if lacking:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bertc.calibration import get_task, load_examples, single_sentences
 from bertc.calibration.tasks import recorded_task
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.manifest import check_integrity, read_manifest
 from bertc.compiler.core.progress import Progress, silent
+from bertc.compiler.heads import task_columns
 from bertc.compiler.verify.checks import (
     check_reference_fits,
     check_settings,
@@ -17,11 +20,14 @@ from bertc.compiler.verify.checks import (
     task_labels,
 )
 from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
-from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, run_both
+from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, MeasuredOutputs, run_both
 from bertc.compiler.verify.model import VerifyReport
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
 from bertc.compiler.verify.report import build_report, save_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
+
+if TYPE_CHECKING:
+    from bertc.calibration import GlueTask
 
 # What each `progress(stage)` call means, for a status line.
 STAGE_LABELS = {
@@ -82,17 +88,29 @@ def verify_artifact(
     if glue_task is None:
         glue_task = get_task(recorded_task(manifest) or _no_task(artifact_dir))
     check_task_fits(manifest, glue_task, artifact_dir)
+    encoder = is_encoder(manifest)
+    artifact_columns = (
+        None
+        if encoder
+        else task_columns(manifest["model"].get("labels"), glue_task, str(artifact_dir))
+    )
     progress("data")
     examples = load_examples(glue_task, split, data_dir)
     labels = task_labels(glue_task, examples, split)
     progress("load")
     loaded, notes = load_reference(manifest, reference, allow_pickle)
     check_reference_fits(loaded, glue_task, manifest)
+    reference_columns = (
+        None if encoder else task_columns(loaded.label_map, glue_task, f"reference {loaded.source}")
+    )
     # A sentence encoder embeds each sentence of a pair alone (a0, b0, a1, b1, ...).
-    scored = single_sentences(examples) if is_encoder(manifest) else examples
+    scored = single_sentences(examples) if encoder else examples
     outputs = run_both(
         artifact_dir, manifest, loaded, scored, batch_size, threads, progress, reference_threads
     )
+    if artifact_columns is not None and reference_columns is not None:
+        outputs = in_task_order(outputs, artifact_columns, reference_columns)
+        notes = [*notes, *label_order_notes(glue_task, artifact_columns, reference_columns)]
     progress("metrics")
     report = build_report(
         artifact_dir,
@@ -116,6 +134,30 @@ def verify_artifact(
     if raise_on_gate_failure:
         raise_if_gate_failed(report)
     return report
+
+
+def in_task_order(
+    outputs: MeasuredOutputs, artifact_columns: list[int], reference_columns: list[int]
+) -> MeasuredOutputs:
+    """Both models' logits with their columns in the task's label order (`task_columns`)."""
+    return dataclasses.replace(
+        outputs,
+        artifact_logits=outputs.artifact_logits[:, artifact_columns],
+        reference_logits=outputs.reference_logits[:, reference_columns],
+    )
+
+
+def label_order_notes(
+    task: GlueTask, artifact_columns: list[int], reference_columns: list[int]
+) -> list[str]:
+    """A note for each model whose outputs were reordered to the task's labels by name."""
+    identity = list(range(len(artifact_columns)))
+    return [
+        f"the {who}'s labels were matched to {task.name}'s by name: its outputs {columns} "
+        f"are scored as {task.name}'s labels {identity}"
+        for who, columns in (("artifact", artifact_columns), ("reference", reference_columns))
+        if columns != identity
+    ]
 
 
 def _no_task(artifact_dir: Path) -> str:

@@ -24,6 +24,12 @@ from bertc.compiler.core.summary import (
     QuantizationSummary,
     tool_version,
 )
+from bertc.targets.ort.patterns import (  # noqa: F401  (GELU_OP_TYPES: the old name)
+    GELU_OP_TYPES,
+    activation_fed_matmuls,
+    encoder_layers,
+    missing_ffn_note,
+)
 from bertc.targets.ort.recipes import OrtRecipe
 
 
@@ -75,35 +81,14 @@ def _nodes_to_exclude(model: onnx.ModelProto) -> list[str]:
     )
 
 
-GELU_OP_TYPES = ("Erf", "Gelu", "FastGelu", "BiasGelu")
-# Hops from a MatMul's activation input back to the GELU that made it: x*0.5*(1+erf(x/√2)).
-_GELU_SEARCH_DEPTH = 4
-
-
 def ffn_output_activations(model: onnx.ModelProto) -> list[str]:
-    """Activation inputs of the weight MatMuls fed by GELU: the FFN output projections.
+    """Activation inputs of the FFN output projections (`activation_fed_matmuls`).
 
-    GELU's output has BERT's widest activation range (up to ~24 in MiniLM-L6's first layer
-    against ~3 elsewhere), so 8-bit steps there are coarsest; bertc gives these inputs 16 bits.
+    The FFN activation's output has BERT's widest activation range (up to ~24 in MiniLM-L6's
+    first layer against ~3 elsewhere), so 8-bit steps there are coarsest; bertc gives these
+    inputs 16 bits.
     """
-    producers = {output: node for node in model.graph.node for output in node.output}
-    constants = {init.name for init in model.graph.initializer}
-
-    def comes_from_gelu(tensor: str, depth: int) -> bool:
-        node = producers.get(tensor)
-        if node is None or depth > _GELU_SEARCH_DEPTH:
-            return False
-        if node.op_type in GELU_OP_TYPES:
-            return True
-        return any(comes_from_gelu(name, depth + 1) for name in node.input if name not in constants)
-
-    return sorted(
-        node.input[0]
-        for node in model.graph.node
-        if node.op_type == "MatMul"
-        and node.input[1] in constants
-        and comes_from_gelu(node.input[0], 0)
-    )
+    return sorted({node.input[0] for node in activation_fed_matmuls(model)})
 
 
 def preprocess_for_quantization(graph: OnnxGraph, path: Path) -> OnnxGraph:
@@ -149,6 +134,7 @@ def quantize_onnx_runtime(
     static = recipe.mode is QuantizationMode.STATIC
     exclude = [] if recipe.library_defaults else _nodes_to_exclude(model)
     settings = recipe.record()
+    notes: tuple[str, ...] = ()
     common: dict[str, Any] = dict(
         per_channel=recipe.per_channel,
         weight_type=QuantType[recipe.weight_type],
@@ -165,6 +151,11 @@ def quantize_onnx_runtime(
         elif static:
             wide = ffn_output_activations(model) if recipe.sixteen_bit_ffn_outputs else []
             settings["sixteen_bit_activations"] = len(wide)
+            if recipe.sixteen_bit_ffn_outputs:
+                note = missing_ffn_note(
+                    len(wide), encoder_layers(model), "static recipe's 16-bit FFN activations"
+                )
+                notes += (note,) if note else ()
             quantize_static(
                 str(prepared.path),
                 str(path),
@@ -199,6 +190,7 @@ def quantize_onnx_runtime(
         tool=tool_version("onnxruntime"),
         calibration_samples=len(calibration_inputs) if static else 0,
         settings=settings,
+        notes=notes,
     )
     quantized = OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
     return quantized, summary
@@ -318,6 +310,9 @@ def quantize_fused_dynamic(
     settings = _fused_dynamic_settings(
         recipe, choice, exclude, candidates, bool(calibration_inputs)
     )
+    note = missing_ffn_note(
+        len(candidates), encoder_layers(model), "dynamic recipe's sensitivity search"
+    )
     summary = summarise_onnx(
         onnx.load(str(path)),
         mode=recipe.mode.value,
@@ -325,6 +320,7 @@ def quantize_fused_dynamic(
         tool=tool_version("onnxruntime"),
         calibration_samples=len(calibration_inputs),
         settings=settings,
+        notes=(note,) if note else (),
     )
     return OnnxGraph(
         path, fused.input_names, fused.output_names, fused.opset, fused.parity
@@ -428,10 +424,9 @@ def _fused_dynamic_settings(
 
 
 def _gelu_fed_matmuls(model: onnx.ModelProto) -> list[str]:
-    """Names of the MatMuls that read a fused GELU op's output (the FFN output projections)."""
-    from bertc.targets.ort.smoothing import weight_matmuls_fed_by
-
-    return [node.name for node in weight_matmuls_fed_by(model, GELU_OP_TYPES)]
+    """Names of the MatMuls that read the FFN activation (the FFN output projections), fused
+    (Gelu, FastGelu, QuickGelu) or not (ReLU, SiLU, Mish)."""
+    return [node.name for node in activation_fed_matmuls(model)]
 
 
 def _first_outputs(
@@ -451,6 +446,7 @@ def summarise_onnx(
     tool: str,
     calibration_samples: int,
     settings: Mapping[str, Any],
+    notes: tuple[str, ...] = (),
 ) -> QuantizationSummary:
     """Classify each weighted op of a quantized ONNX graph as INT8 or fp32 by its inputs."""
     int8_ops, fp32_ops = classify_onnx_ops(model)
@@ -463,6 +459,7 @@ def summarise_onnx(
         fp32_ops=fp32_ops,
         fp32_reasons={op: FP32_REASONS[op] for op in fp32_ops if op in FP32_REASONS},
         settings=dict(settings),
+        notes=notes,
     )
 
 

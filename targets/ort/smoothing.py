@@ -47,9 +47,18 @@ def weight_matmuls_fed_by(
 
 
 def smoothable_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    """The MatMuls fed by LayerNormalization or GELU (in BERT: the FFN input and output
-    projections)."""
-    return weight_matmuls_fed_by(model, SMOOTHED_PRODUCERS)
+    """The MatMuls fed by LayerNormalization or the FFN activation (in BERT: the FFN input and
+    output projections), whichever activation the checkpoint uses (patterns.py)."""
+    from bertc.targets.ort.patterns import activation_fed_matmuls
+
+    readers = Counter(name for node in model.graph.node for name in node.input)
+    chosen = {node.output[0] for node in weight_matmuls_fed_by(model, SMOOTHED_PRODUCERS)}
+    chosen |= {
+        node.output[0] for node in activation_fed_matmuls(model) if readers[node.input[1]] == 1
+    }
+    return [
+        node for node in model.graph.node if node.op_type == "MatMul" and node.output[0] in chosen
+    ]
 
 
 def channel_amax(

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from bertc.compiler.core.activations import OPENVINO_ACTIVATION_TYPES
 from bertc.compiler.core.errors import QuantizationError
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.summary import FP32_REASONS, QuantizationSummary
@@ -27,8 +28,38 @@ _OV_TO_ONNX_TYPES = {
     "Tanh": "Tanh",
     "Divide": "Div",
     "Multiply": "Mul",
+    "Swish": "Swish",
+    "Mish": "Mish",
+    "Relu": "Relu",
 }
-_COMPUTE_TYPES = ("MatMul", "Gather", "MVN", "SoftMax", "Gelu", "Tanh")
+_COMPUTE_TYPES = ("MatMul", "Gather", "MVN", "SoftMax", "Tanh", *OPENVINO_ACTIVATION_TYPES)
+
+
+def ffn_activation_count(model) -> int:
+    """FFN activations in the OpenVINO model: its ONNX frontend fuses each supported
+    `hidden_act` into one op (Gelu in erf or tanh mode, Swish, Mish, Relu), which NNCF's
+    transformer model type keeps in floating point with the MatMul after it reading 8 bits."""
+    return sum(op.get_type_name() in OPENVINO_ACTIVATION_TYPES for op in model.get_ordered_ops())
+
+
+def encoder_layers(model) -> int:
+    """Layers of the encoder: two LayerNorms (MVN) per layer plus the embeddings' one."""
+    norms = sum(op.get_type_name() == "MVN" for op in model.get_ordered_ops())
+    return max(0, (norms - 1) // 2)
+
+
+def missing_activation_note(model) -> str | None:
+    """A note when fewer FFN activations were recognised than the model has layers."""
+    found, layers = ffn_activation_count(model), encoder_layers(model)
+    if found >= layers:
+        return None
+    return (
+        f"NNCF recipe: found {found} FFN activation op(s) of {list(OPENVINO_ACTIVATION_TYPES)} "
+        f"for {layers} layer(s); the activation was not fused into one op, so NNCF may have "
+        "quantized inside it"
+    )
+
+
 def quantize_with_nncf(
     model, recipe: OvRecipe, calibration_inputs: Sequence[Mapping[str, np.ndarray]]
 ):
@@ -50,9 +81,7 @@ def quantize_with_nncf(
                 subset_size=len(samples),
             )
         if recipe.api == "nncf.compress_weights":
-            return nncf.compress_weights(
-                model, mode=nncf.CompressWeightsMode[recipe.compress_mode]
-            )
+            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode[recipe.compress_mode])
         return model
     except QuantizationError:
         raise
@@ -114,4 +143,5 @@ def summarise_openvino(
         fp32_ops=fp_ops,
         fp32_reasons=reasons,
         settings=recipe.record(),
+        notes=tuple(note for note in (missing_activation_note(model),) if note),
     )

@@ -27,13 +27,48 @@ def openvino_tokenizers_version() -> str:
     return metadata.version("openvino-tokenizers")
 
 
+def with_added_tokens_in_vocabulary(hf_tokenizer: Any) -> Any:
+    """A copy of a WordPiece fast tokenizer whose model vocabulary also holds its added tokens
+    (entity markers such as [E1] added with `add_special_tokens`), else the tokenizer itself.
+
+    openvino-tokenizers 2026.4 splits the added tokens out of the text but then looks each up in
+    the WordPiece vocabulary, which lacks them, and gives [UNK]; with them in the vocabulary
+    (same ids) the converted tokenizer gives the HF ids, which the parity gate's added-token
+    set checks (compiler/tokenization.py, tests/adversarial/test_heads.py).
+    """
+    import copy
+    import json
+
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return hf_tokenizer
+    data = json.loads(backend.to_str())
+    vocabulary = (data.get("model") or {}).get("vocab")
+    if (data.get("model") or {}).get("type") != "WordPiece" or not isinstance(vocabulary, dict):
+        return hf_tokenizer
+    missing = {
+        token["content"]: token["id"]
+        for token in data.get("added_tokens") or []
+        if token["content"] not in vocabulary
+    }
+    if not missing:
+        return hf_tokenizer
+    from tokenizers import Tokenizer
+
+    vocabulary.update(missing)
+    extended = copy.deepcopy(hf_tokenizer)
+    extended._tokenizer = Tokenizer.from_str(json.dumps(data))
+    return extended
+
+
 def convert_hf_tokenizer(hf_tokenizer: Any, max_length: int, pair: bool):
-    """The tokenizer as an `openvino.Model` with string inputs named `text` (and `text_pair`)."""
+    """The tokenizer as an `openvino.Model` with string inputs named `text` (and `text_pair`);
+    added tokens reach the converter in the vocabulary (`with_added_tokens_in_vocabulary`)."""
     from openvino_tokenizers import convert_tokenizer
 
     try:
         model = convert_tokenizer(
-            hf_tokenizer,
+            with_added_tokens_in_vocabulary(hf_tokenizer),
             max_length=max_length,
             truncation=True,
             number_of_inputs=2 if pair else 1,

@@ -131,7 +131,7 @@ UNSUPPORTED: list[tuple[str, Any, dict[str, Any]]] = [
     ("num_attention_heads", True, {}),
     ("intermediate_size", 0, {}),
     ("intermediate_size", None, {}),
-    *[("hidden_act", act, {}) for act in ("mish", "tanh", "prelu", "xielu", "GELU", "linear")],
+    *[("hidden_act", act, {}) for act in ("hardswish", "tanh", "prelu", "xielu", "GELU", "linear")],
     ("hidden_act", 5, {}),
     ("max_position_embeddings", 0, {}),
     ("type_vocab_size", 0, {}),
