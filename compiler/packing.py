@@ -21,7 +21,12 @@ from pathlib import Path
 
 import numpy as np
 from bertc.compiler.core.errors import ArtifactError, OutputExistsError, UsageError
-from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
+from bertc.compiler.core.manifest import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    check_integrity,
+    read_manifest,
+)
 
 ZLIB_LEVEL = 6
 _MAGIC = b"BERTCZB1"
@@ -67,7 +72,8 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
     if out_file.exists():
         raise OutputExistsError(f"{out_file} already exists")
     _check_parent(out_file)
-    names = sorted([*manifest["files"], MANIFEST_FILE])
+    signed = [SIGNATURE_FILE] if (artifact / SIGNATURE_FILE).is_file() else []
+    names = sorted([*manifest["files"], MANIFEST_FILE, *signed])  # a signed artifact stays signed
     handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(handle)
     try:

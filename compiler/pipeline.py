@@ -35,6 +35,7 @@ from bertc.compiler.core.manifest import (
     SCHEMA_VERSION,
     describe_files,
     host_description,
+    seal_manifest,
     to_jsonable,
     toolchain_versions,
     write_manifest,
@@ -112,10 +113,15 @@ def compile_model(
 
     `gate(staged_dir, manifest)`, when given, runs on the finished artifact before it replaces
     anything (e.g. `compile --verify`); an exception from it aborts the compile with `out_dir`
-    untouched. Raises the BertcError subclasses of each stage; nothing is left behind on error.
+    untouched. With `options.sign_key` the staged artifact is then signed (`model.sig`).
+    Raises the BertcError subclasses of each stage; nothing is left behind on error.
     """
     out_dir = Path(out_dir)
     target = get_target(options.target)
+    if options.sign_key is not None:  # a key that cannot sign fails now, not after the build
+        from bertc.compiler.signing import check_signing_key
+
+        check_signing_key(options.sign_key)
     if out_dir.exists() and not options.overwrite:
         raise OutputExistsError(
             f"{out_dir} already exists; choose another --out or pass --overwrite"
@@ -170,10 +176,16 @@ def compile_model(
         )
         if tokenizer_note:
             manifest["notes"].append(tokenizer_note)
+        manifest = seal_manifest(manifest)
         write_manifest(artifact, manifest)
         if gate is not None:
             progress("gate")
             gate(artifact, manifest)
+        if options.sign_key is not None:
+            from bertc.compiler.signing import sign_artifact
+
+            progress("sign")
+            sign_artifact(artifact, options.sign_key)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -34,6 +34,7 @@ def __getattr__(name: str) -> Any:
         return console(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 COMPILE_STAGES = {
     "load": "loading checkpoint",
     "export": "exporting to ONNX",
@@ -42,6 +43,7 @@ COMPILE_STAGES = {
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
     "gate": "verifying the staged artifact (--verify)",
+    "sign": "signing the staged artifact (--sign-key)",
 }
 
 

@@ -107,3 +107,10 @@ class TokenizerConversionError(BertcError):
     """A runtime's tokenizer converter cannot express the checkpoint's tokenizer."""
 
     exit_code = 15
+
+
+class SignatureError(BertcError):
+    """A signature was asked for and the artifact is unsigned, signed by another key, or its
+    files differ from what was signed."""
+
+    exit_code = 16
