@@ -521,8 +521,13 @@ _FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = 
     ("static_shapes", "sequence_buckets", (list,), False, ()),
     ("static_shapes", "split_at", (list, _NONE), False, ()),
 )
-# Files the manifest names for a runtime to read (the tokenizer folder: `model.tokenizer_dir`).
-_PATH_FIELDS = (("runtime", "model"), ("runtime", "weights"), ("tokenizer", "model"))
+# Files the manifest names (the tokenizer folder: `model.tokenizer_dir`), bertc's PATH_FIELDS.
+_PATH_FIELDS = (
+    ("runtime", "model"),
+    ("runtime", "weights"),
+    ("runtime", "operator_config"),
+    ("tokenizer", "model"),
+)
 _MAX_LENGTH = 1 << 16
 
 
