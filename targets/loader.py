@@ -518,8 +518,8 @@ _FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = 
     ("tokenizer", "inputs", (list, str), False, ()),
     ("tokenizer", "pair", (bool,), False, ()),
     ("calibration", "task", (str, _NONE), False, ()),
-    ("static_shapes", "sequence_buckets", (list,), False, ()),
-    ("static_shapes", "split_at", (list, _NONE), False, ()),
+    ("runtime.static_shapes", "sequence_buckets", (list,), False, ()),
+    ("runtime.static_shapes", "split_at", (list, _NONE), False, ()),
 )
 # Files the manifest names (the tokenizer folder: `model.tokenizer_dir`), bertc's PATH_FIELDS.
 _PATH_FIELDS = (
@@ -531,10 +531,12 @@ _PATH_FIELDS = (
 _MAX_LENGTH = 1 << 16
 
 
-def _section(manifest: dict[str, Any], name: str) -> Any:
-    if name == "static_shapes":
-        return manifest["runtime"].get("static_shapes")
-    return manifest if not name else manifest.get(name)
+def _section(manifest: dict[str, Any], dotted: str) -> Any:
+    """The section a dotted name ("", "model", "runtime.static_shapes") names, or None."""
+    section: Any = manifest
+    for key in filter(None, dotted.split(".")):
+        section = section.get(key) if isinstance(section, dict) else None
+    return section
 
 
 def _is_type(value: Any, types: tuple[type, ...]) -> bool:
@@ -546,9 +548,7 @@ def _check_fields(manifest: dict[str, Any], where: str) -> None:
     JSON type, or a value it does not know."""
     for section_name, key, types, required, choices in _FIELDS:
         section = _section(manifest, section_name)
-        field = f"{section_name}.{key}".lstrip(".").replace(
-            "static_shapes", "runtime.static_shapes"
-        )
+        field = f"{section_name}.{key}".lstrip(".")
         if not isinstance(section, dict):
             continue
         if key not in section:
