@@ -149,8 +149,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise ArtifactError(f"{directory} has no {MANIFEST_FILE}: not a bertc artifact")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise ArtifactError(f"{path} is not valid JSON: {error}") from error
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error.strerror or error}") from error
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path} holds a JSON {type(manifest).__name__}, not a manifest object")
     if manifest.get("schema_version") != SCHEMA_VERSION:

@@ -231,3 +231,20 @@ def test_a_tokenizer_dir_with_no_listed_file_is_refused(tmp_path: Path) -> None:
     write_manifest(directory, manifest)
     with pytest.raises(ArtifactError, match="tokenizer_dir 'empty' holds no file"):
         check_integrity(directory, read_manifest(directory))
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[" * 100_000, "not json", b"\xff\xfe".decode("latin-1"), '{"a": 1'],
+    ids=str.__len__,
+)
+def test_an_unreadable_manifest_is_one_artifact_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / MANIFEST_FILE).write_text(content, encoding="latin-1")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        read_manifest(tmp_path)
+
+
+def test_a_manifest_that_is_a_folder_is_one_artifact_error(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_FILE).mkdir()
+    with pytest.raises(ArtifactError):
+        read_manifest(tmp_path)
