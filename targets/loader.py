@@ -6,7 +6,9 @@ with its tokenizer inside) or `onnxruntime` (+ `onnxruntime-extensions` for the 
 artifact that takes token ids (`--tokenizer none`) the small `tokenizers` package, which reads
 the artifact's `tokenizer/tokenizer.json`. Nothing else: no torch, no transformers, no other part
 of bertc, so an app can vendor it. `load(...)` takes text; `load_ids(...)` runs named token-id
-arrays (what `bertc verify` feeds).
+arrays (what `bertc verify` feeds). Both refuse (ArtifactLoadError; the script exits 11) a
+manifest edited since the build (its `manifest_sha256`), a field of the wrong type, and a path
+that is not a listed file inside the artifact; file hashes and signatures are `bertc verify`'s.
 
     import bertc_runtime          # or: from bertc.targets import loader as bertc_runtime
     model = bertc_runtime.load("artifacts/minilm-l6-sst2-openvino")
@@ -623,6 +625,23 @@ def _check_paths(directory: Path, manifest: dict[str, Any]) -> None:
     folder = manifest["model"]["tokenizer_dir"]
     named.append(("model.tokenizer_dir", folder))
     root = directory.resolve()
+    try:
+        _check_named(directory, root, listed, named)
+        tokenizer_json = root / folder / "tokenizer.json"
+        if tokenizer_json.is_symlink() and not tokenizer_json.resolve().is_relative_to(root):
+            raise ArtifactLoadError(
+                f"{directory}: {folder}/tokenizer.json resolves outside the artifact"
+            )
+    except ArtifactLoadError:
+        raise
+    except (OSError, RuntimeError) as error:  # Python 3.11 raises RuntimeError on a link loop
+        raise ArtifactLoadError(f"{directory}: a path cannot be resolved: {error}") from error
+
+
+def _check_named(
+    directory: Path, root: Path, listed: dict[str, Any], named: list[tuple[str, Any]]
+) -> None:
+    """Each (field, path): plain and relative, listed (a folder: holds a listed file), inside."""
     for field, value in named:
         if not isinstance(value, str) or not _plain_relative(value):
             raise ArtifactLoadError(
@@ -640,11 +659,6 @@ def _check_paths(directory: Path, manifest: dict[str, Any]) -> None:
             )
         if not (root / value).resolve().is_relative_to(root):
             raise ArtifactLoadError(f"{directory}: {field} {value!r} resolves outside the artifact")
-    tokenizer_json = root / folder / "tokenizer.json"
-    if tokenizer_json.is_symlink() and not tokenizer_json.resolve().is_relative_to(root):
-        raise ArtifactLoadError(
-            f"{directory}: {folder}/tokenizer.json resolves outside the artifact"
-        )
 
 
 def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) -> Any:

@@ -219,7 +219,12 @@ def check_contained(directory: Path, relative: str, field: str) -> Path:
     """The resolved path of `relative` under `directory`, or ArtifactError when it (through a
     symbolic link) resolves outside the directory."""
     root = directory.resolve()
-    resolved = (root / relative).resolve()
+    try:
+        resolved = (root / relative).resolve()
+    except (OSError, RuntimeError) as error:  # Python 3.11 raises RuntimeError on a link loop
+        raise ArtifactError(
+            f"artifact {directory}: {field} {relative!r} cannot be resolved: {error}"
+        ) from error
     if not resolved.is_relative_to(root):
         raise ArtifactError(
             f"artifact {directory}: {field} {relative!r} resolves to {resolved}, outside the "

@@ -146,3 +146,14 @@ def test_the_loaders_field_types_agree_with_bertcs() -> None:
         dotted = f"{section}.{key}".lstrip(".")
         assert dotted in bertc_types, dotted
         assert set(types) == bertc_types[dotted], dotted
+
+
+def test_a_symbolic_link_loop_is_one_load_error(tmp_path: Path) -> None:
+    manifest = manifest_for(tmp_path)
+    (tmp_path / "a.onnx").symlink_to(tmp_path / "b.onnx")
+    (tmp_path / "b.onnx").symlink_to(tmp_path / "a.onnx")
+    manifest["runtime"]["model"] = "a.onnx"
+    manifest["files"]["a.onnx"] = {}
+    write(tmp_path, sealed(manifest))
+    with pytest.raises(loader.ArtifactLoadError, match="cannot be resolved"):
+        loader.read_manifest(tmp_path)

@@ -248,3 +248,10 @@ def test_a_manifest_that_is_a_folder_is_one_artifact_error(tmp_path: Path) -> No
     (tmp_path / MANIFEST_FILE).mkdir()
     with pytest.raises(ArtifactError):
         read_manifest(tmp_path)
+
+
+def test_a_symbolic_link_loop_is_one_artifact_error(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(ArtifactError, match="cannot be resolved"):
+        check_contained(tmp_path, "a", "runtime.model")
