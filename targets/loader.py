@@ -480,6 +480,11 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
         isinstance(manifest.get(section), dict) for section in ("model", "runtime")
     ):
         raise ArtifactLoadError(f"{path} is not a bertc manifest (no model and runtime sections)")
+    if MANIFEST_DIGEST_FIELD not in manifest:
+        raise ArtifactLoadError(
+            f"{path} has no {MANIFEST_DIGEST_FIELD}: it was written by an older bertc or edited; "
+            "recompile the artifact"
+        )
     if manifest.get(MANIFEST_DIGEST_FIELD) != manifest_digest(manifest):
         raise ArtifactLoadError(
             f"{path} has changed since the build (its sha256 differs from "

@@ -160,6 +160,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"{path} has schema version {manifest.get('schema_version')!r}; "
             f"this bertc reads {SCHEMA_VERSION}"
         )
+    if MANIFEST_DIGEST_FIELD not in manifest:
+        raise ArtifactError(
+            f"{path} has no {MANIFEST_DIGEST_FIELD}: it was written by an older bertc or edited; "
+            "recompile the artifact"
+        )
     validate_manifest(manifest, str(path))
     return manifest
 

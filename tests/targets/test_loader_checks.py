@@ -157,3 +157,9 @@ def test_a_symbolic_link_loop_is_one_load_error(tmp_path: Path) -> None:
     write(tmp_path, sealed(manifest))
     with pytest.raises(loader.ArtifactLoadError, match="cannot be resolved"):
         loader.read_manifest(tmp_path)
+
+
+def test_a_manifest_without_its_digest_says_to_recompile(tmp_path: Path) -> None:
+    write(tmp_path, manifest_for(tmp_path))
+    with pytest.raises(loader.ArtifactLoadError, match="older bertc or edited; recompile"):
+        loader.read_manifest(tmp_path)

@@ -255,3 +255,12 @@ def test_a_symbolic_link_loop_is_one_artifact_error(tmp_path: Path) -> None:
     (tmp_path / "b").symlink_to(tmp_path / "a")
     with pytest.raises(ArtifactError, match="cannot be resolved"):
         check_contained(tmp_path, "a", "runtime.model")
+
+
+def test_a_manifest_without_its_digest_says_to_recompile(tmp_path: Path) -> None:
+    directory = _artifact(tmp_path)
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    del manifest[MANIFEST_DIGEST_FIELD]
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="older bertc or edited; recompile"):
+        read_manifest(directory)
