@@ -35,11 +35,12 @@ from bertc.compiler.core.manifest import (
     SCHEMA_VERSION,
     describe_files,
     host_description,
-    seal_manifest,
+    manifest_digest,
     to_jsonable,
     toolchain_versions,
     write_manifest,
 )
+from bertc.compiler.core.manifest_schema import MANIFEST_DIGEST_FIELD
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
@@ -176,7 +177,9 @@ def compile_model(
         )
         if tokenizer_note:
             manifest["notes"].append(tokenizer_note)
-        manifest = seal_manifest(manifest)
+        # The result keeps the build's objects (e.g. the quantization summary); the file and the
+        # digest hold their JSON form.
+        manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)
         write_manifest(artifact, manifest)
         if gate is not None:
             progress("gate")
