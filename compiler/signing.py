@@ -31,8 +31,22 @@ PARTIAL_SIGNATURE_FILE = f".{SIGNATURE_FILE}.partial"
 UNSIGNED_PATHS = (SIGNATURE_FILE, PARTIAL_SIGNATURE_FILE, REPORTS_DIR)
 
 
+def _model_signing(module: str):
+    """A module of the model-signing package; UsageError (exit 2) with the install line when it
+    (or pyOpenSSL, which model-signing 1.1 imports without declaring it) is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"model_signing.{module}")
+    except ImportError as error:
+        raise UsageError(
+            f"signing needs the model-signing package ({error}): "
+            "pip install 'model-signing>=1.1' pyopenssl"
+        ) from error
+
+
 def _hashing_config():
-    from model_signing import hashing
+    hashing = _model_signing("hashing")
 
     return (
         hashing.Config()
@@ -82,7 +96,7 @@ def sign_artifact(artifact_dir: Path, private_key: Path) -> Path:
     The caller checks the artifact's integrity first: a signature vouches for what it signs.
     Raises UsageError for an unreadable or unsupported key (exit 2).
     """
-    from model_signing import signing
+    signing = _model_signing("signing")
 
     artifact_dir = Path(artifact_dir)
     _check_key_file(private_key, "private")
@@ -110,7 +124,7 @@ def verify_signature(artifact_dir: Path, public_key: Path) -> None:
     """Refuse the artifact unless `model.sig` is a signature by `public_key` (PEM) over exactly
     its files: SignatureError (exit 16) when it is missing, made with another key, damaged, or
     when any file was edited, removed or added since signing. UsageError for a bad key file."""
-    from model_signing import verifying
+    verifying = _model_signing("verifying")
 
     artifact_dir = Path(artifact_dir)
     _check_key_file(public_key, "public")

@@ -125,3 +125,14 @@ def test_verify_with_a_private_key_file_is_a_usage_error(artifact: Path, tmp_pat
     )
     with pytest.raises(UsageError, match="not a usable public key"):
         verify_signature(artifact, tmp_path / "garbage.pub")
+
+
+def test_a_missing_model_signing_package_is_a_usage_error_with_the_install_line(
+    artifact: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import sys
+
+    private, _ = key_pair(tmp_path)
+    monkeypatch.setitem(sys.modules, "model_signing.signing", None)  # import fails
+    with pytest.raises(UsageError, match="pip install 'model-signing>=1.1' pyopenssl"):
+        sign_artifact(artifact, private)
