@@ -180,26 +180,45 @@ def find_weight_files(directory: Path, allow_pickle: bool) -> tuple[Path, ...]:
 
 
 def _expand_index(directory: Path, name: str) -> tuple[Path, ...]:
-    """The shard files of a sharded checkpoint, or the single file."""
+    """The shard files of a sharded checkpoint, or the single file.
+
+    Each shard the index's `weight_map` names must be a plain file name in the checkpoint
+    directory (no folder, `..` or absolute path): ModelFileError otherwise, so an index cannot
+    make bertc read weights from elsewhere. Shards may be symbolic links (the Hugging Face cache
+    links them into its blobs folder); the index's names are what is checked.
+    """
     path = directory / name
     if not name.endswith(".index.json"):
         return (path,)
     try:
-        weight_map = json.loads(path.read_text(encoding="utf-8"))["weight_map"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ModelFileError(f"{path} is not a valid shard index: {error}") from error
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(shard, str) for shard in weight_map.values()
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(shard, str) for shard in weight_map.values())
     ):
         raise ModelFileError(
-            f"{path} is not a valid shard index: weight_map must map tensor names to shard "
-            f"file names (it is a {type(weight_map).__name__})"
+            f"{path} is not a valid shard index: its weight_map must map tensor names to shard "
+            "file names"
+        )
+    outside = sorted(shard for shard in set(weight_map.values()) if not _plain_file_name(shard))
+    if outside:
+        raise ModelFileError(
+            f"{path} names weight shards outside the checkpoint directory: {outside[:3]}"
         )
     shards = tuple(directory / shard for shard in sorted(set(weight_map.values())))
     missing = [shard.name for shard in shards if not shard.is_file()]
     if missing:
         raise ModelFileError(f"{directory} lacks weight shards named by {name}: {missing}")
     return shards
+
+
+def _plain_file_name(name: str) -> bool:
+    """A file name with no folder part: not empty, `.`, `..`, and no `/`, `\\`, `:` or NUL."""
+    return name not in ("", ".", "..") and not any(mark in name for mark in "/\\:\0")
 
 
 def read_tensor_names_and_dtype(weight_file: Path) -> tuple[tuple[str, ...], str]:

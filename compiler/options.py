@@ -80,6 +80,8 @@ class CompileOptions:
     # None: fused, falling back to ids-in (with a note) where the runtime cannot convert it.
     tokenizer: TokenizerMode | None = None
     allow_tokenizer_mismatch: bool = False
+    # A private key (PEM): the staged artifact is signed (model.sig) before it is moved in.
+    sign_key: Path | None = None
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -95,6 +97,8 @@ class CompileOptions:
             )
         if self.data_dir is not None:
             put("data_dir", Path(self.data_dir))
+        if self.sign_key is not None:
+            put("sign_key", Path(self.sign_key))
         put("quantization", as_enum(QuantizationMode, self.quantization, "quantization"))
         put("recipe", as_enum(Recipe, self.recipe, "recipe"))
         if self.tokenizer is not None:

@@ -30,9 +30,15 @@ from bertc.compiler.core.errors import (
     UsageError,
 )
 from bertc.compiler.core.files import make_staging_dir, move_into_place, writing
-from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_manifest
+from bertc.compiler.core.manifest import (
+    MANIFEST_FILE,
+    SIGNATURE_FILE,
+    check_integrity,
+    read_manifest,
+)
 
 ZLIB_LEVEL = 6
+MAX_SIGNATURE_BYTES = 1 << 20  # a model-signing bundle is a few KiB
 _MAGIC = b"BERTCZB1"
 _HEADER = struct.Struct("<8sQQQ")  # magic, original length, bitmap length, values length
 PACK_SUFFIX = ".bertcpack"
@@ -70,7 +76,8 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
     if out_file.exists():
         raise OutputExistsError(f"{out_file} already exists")
     _check_parent(out_file)
-    names = sorted([*manifest["files"], MANIFEST_FILE])
+    signed = [SIGNATURE_FILE] if (artifact / SIGNATURE_FILE).is_file() else []
+    names = sorted([*manifest["files"], MANIFEST_FILE, *signed])  # a signed artifact stays signed
     with writing(out_file):
         handle, temporary = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
         os.close(handle)
@@ -274,6 +281,9 @@ def _unpack(pack_file: Path, out_dir: Path) -> Path:
                 _check_room(files, out_dir)
                 for name in sorted(files):
                     _restore_file(handle, members[name], staging / name, *files[name])
+                if SIGNATURE_FILE in members:  # not hashed: `verify --public-key` checks it
+                    signature = _member_bytes(handle, members[SIGNATURE_FILE], MAX_SIGNATURE_BYTES)
+                    (staging / SIGNATURE_FILE).write_bytes(signature)
                 check_integrity(staging, read_manifest(staging))
                 move_into_place(staging, out_dir, overwrite=False)
         finally:
@@ -335,7 +345,7 @@ def _is_safe_name(name: str) -> bool:
 
 
 def _check_members(members: dict[str, tarfile.TarInfo], files: dict[str, tuple]) -> None:
-    unlisted = sorted(set(members) - set(files) - {MANIFEST_FILE})
+    unlisted = sorted(set(members) - set(files) - {MANIFEST_FILE, SIGNATURE_FILE})
     if unlisted:
         raise _DamagedPack(f"it holds {unlisted[0]}, which its manifest does not list")
     missing = sorted(set(files) - set(members))

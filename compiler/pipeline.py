@@ -33,10 +33,12 @@ from bertc.compiler.core.manifest import (
     SCHEMA_VERSION,
     describe_files,
     host_description,
+    manifest_digest,
     to_jsonable,
     toolchain_versions,
     write_manifest,
 )
+from bertc.compiler.core.manifest_schema import MANIFEST_DIGEST_FIELD
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
@@ -117,10 +119,15 @@ def compile_model(
 
     `gate(staged_dir, manifest)`, when given, runs on the finished artifact before it replaces
     anything (e.g. `compile --verify`); an exception from it aborts the compile with `out_dir`
-    untouched. Raises the BertcError subclasses of each stage; nothing is left behind on error.
+    untouched. With `options.sign_key` the staged artifact is then signed (`model.sig`).
+    Raises the BertcError subclasses of each stage; nothing is left behind on error.
     """
     out_dir = Path(out_dir)
     target = get_target(options.target)
+    if options.sign_key is not None:  # a key that cannot sign fails now, not after the build
+        from bertc.compiler.signing import check_signing_key
+
+        check_signing_key(options.sign_key)
     check_output(out_dir, options.overwrite, sources=[source])
     # The task and the calibration sentences are settled from the config alone, before any
     # weight is read: a compile that cannot work says so at once.
@@ -148,6 +155,11 @@ def compile_model(
         if gate is not None:
             progress("gate")
             gate(artifact, manifest)
+        if options.sign_key is not None:
+            from bertc.compiler.signing import sign_artifact
+
+            progress("sign")
+            sign_artifact(artifact, options.sign_key)
         move_into_place(artifact, out_dir, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -198,6 +210,9 @@ def build_artifact(
     )
     if tokenizer_note:
         manifest["notes"].append(tokenizer_note)
+    # The result keeps the build's objects (e.g. the quantization summary); the file and the
+    # digest hold their JSON form.
+    manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)
     write_manifest(artifact, manifest)
     return manifest
 

@@ -6,7 +6,9 @@ with its tokenizer inside) or `onnxruntime` (+ `onnxruntime-extensions` for the 
 artifact that takes token ids (`--tokenizer none`) the small `tokenizers` package, which reads
 the artifact's `tokenizer/tokenizer.json`. Nothing else: no torch, no transformers, no other part
 of bertc, so an app can vendor it. `load(...)` takes text; `load_ids(...)` runs named token-id
-arrays (what `bertc verify` feeds).
+arrays (what `bertc verify` feeds). Both refuse (ArtifactLoadError; the script exits 11) a
+manifest edited since the build (its `manifest_sha256`), a field of the wrong type, and a path
+that is not a listed file inside the artifact; file hashes and signatures are `bertc verify`'s.
 
     import bertc_runtime          # or: from bertc.targets import loader as bertc_runtime
     model = bertc_runtime.load("artifacts/minilm-l6-sst2-openvino")
@@ -17,6 +19,7 @@ Run as a script: `python loader.py ARTIFACT "text" ["second text"] [--json]`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -26,6 +29,8 @@ from typing import Any
 import numpy as np
 
 MANIFEST_FILE = "manifest.json"
+# sha256 of the manifest's canonical JSON without this field (bertc.compiler.core.manifest).
+MANIFEST_DIGEST_FIELD = "manifest_sha256"
 TEXT_MODES = ("fused", "separate")
 ORT_LOG_SEVERITY_FATAL = 4  # ONNX Runtime's log levels: 0 verbose ... 3 error, 4 fatal
 IDS_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -564,6 +569,10 @@ _BACKENDS = {"openvino": _OpenVinoBackend, "onnxruntime": _OnnxRuntimeBackend}
 
 
 def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
+    """The artifact's manifest, checked before anything reads it: its own digest matches (an
+    edited label, task or path is refused), every field the loader reads has its type, and every
+    file it names is listed, relative and inside the artifact. ArtifactLoadError (one line,
+    naming the field) otherwise. File hashes are `bertc verify`'s check, not this one's."""
     path = Path(artifact_dir) / MANIFEST_FILE
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -573,20 +582,221 @@ def read_manifest(artifact_dir: str | Path) -> dict[str, Any]:
         ) from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactLoadError(f"{path} is not valid JSON: {error}") from error
-    except OSError as error:
+    except (OSError, RecursionError) as error:
         raise ArtifactLoadError(f"cannot read {path}: {error}") from error
     if not isinstance(manifest, dict) or not all(
         isinstance(manifest.get(section), dict) for section in ("model", "runtime")
     ):
         raise ArtifactLoadError(f"{path} is not a bertc manifest (no model and runtime sections)")
+    if MANIFEST_DIGEST_FIELD not in manifest:
+        raise ArtifactLoadError(
+            f"{path} has no {MANIFEST_DIGEST_FIELD}: it was written by an older bertc or edited; "
+            "recompile the artifact"
+        )
+    if manifest.get(MANIFEST_DIGEST_FIELD) != manifest_digest(manifest):
+        raise ArtifactLoadError(
+            f"{path} has changed since the build (its sha256 differs from "
+            f"{MANIFEST_DIGEST_FIELD}): the artifact is damaged or was edited"
+        )
+    _check_fields(manifest, str(path))
+    _check_paths(Path(artifact_dir), manifest)
     return manifest
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """Hex sha256 of the manifest's canonical JSON: every field but `manifest_sha256`, keys
+    sorted, separators `,` and `:`, non-ASCII escaped, UTF-8."""
+    body = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST_FIELD}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+_NONE = type(None)
+# The fields this loader reads: (section, key, allowed types, required, allowed values).
+_FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = (
+    ("", "task", (str, _NONE), False, ()),
+    ("", "files", (dict,), True, ()),
+    ("", "tokenizer", (dict, _NONE), False, ()),
+    ("", "calibration", (dict, _NONE), False, ()),
+    ("model", "head", (str,), True, ("classifier", "regression", "encoder")),
+    ("model", "labels", (dict, _NONE), False, ()),
+    ("model", "max_sequence_length", (int,), True, ()),
+    ("model", "inputs", (list,), True, ()),
+    ("model", "outputs", (list,), True, ()),
+    ("model", "tokenizer_dir", (str,), True, ()),
+    ("runtime", "name", (str,), True, ("openvino", "onnxruntime")),
+    ("runtime", "model", (str,), True, ()),
+    ("runtime", "compile_config", (dict,), False, ()),
+    ("runtime", "static_shapes", (dict,), False, ()),
+    ("tokenizer", "mode", (str,), True, ("fused", "separate", "none")),
+    ("tokenizer", "model", (str,), False, ()),
+    ("tokenizer", "inputs", (list, str), False, ()),
+    ("tokenizer", "pair", (bool,), False, ()),
+    ("calibration", "task", (str, _NONE), False, ()),
+    ("runtime.static_shapes", "sequence_buckets", (list,), False, ()),
+    ("runtime.static_shapes", "split_at", (list, _NONE), False, ()),
+)
+# Files the manifest names (the tokenizer folder: `model.tokenizer_dir`), bertc's PATH_FIELDS.
+_PATH_FIELDS = (
+    ("runtime", "model"),
+    ("runtime", "weights"),
+    ("runtime", "operator_config"),
+    ("tokenizer", "model"),
+)
+_MAX_LENGTH = 1 << 16
+
+
+def _section(manifest: dict[str, Any], dotted: str) -> Any:
+    """The section a dotted name ("", "model", "runtime.static_shapes") names, or None."""
+    section: Any = manifest
+    for key in filter(None, dotted.split(".")):
+        section = section.get(key) if isinstance(section, dict) else None
+    return section
+
+
+def _is_type(value: Any, types: tuple[type, ...]) -> bool:
+    return bool in types if isinstance(value, bool) else isinstance(value, types)
+
+
+def _check_fields(manifest: dict[str, Any], where: str) -> None:
+    """ArtifactLoadError naming the first field the loader reads that is missing, of the wrong
+    JSON type, or a value it does not know."""
+    for section_name, key, types, required, choices in _FIELDS:
+        section = _section(manifest, section_name)
+        field = f"{section_name}.{key}".lstrip(".")
+        if not isinstance(section, dict):
+            continue
+        if key not in section:
+            if required:
+                raise ArtifactLoadError(f"{where}: field {field!r} is missing")
+            continue
+        value = section[key]
+        if not _is_type(value, types):
+            names = " or ".join("null" if kind is _NONE else kind.__name__ for kind in types)
+            raise ArtifactLoadError(
+                f"{where}: field {field!r} must be {names}, not {type(value).__name__}"
+            )
+        if choices and value not in choices:
+            raise ArtifactLoadError(f"{where}: field {field!r} is {value!r}, not one of {choices}")
+    model = manifest["model"]
+    lists = {
+        "model.inputs": (model["inputs"], str, IDS_INPUTS),
+        "model.outputs": (model["outputs"], str, ()),
+        "runtime.static_shapes.sequence_buckets": (
+            (manifest["runtime"].get("static_shapes") or {}).get("sequence_buckets") or [],
+            int,
+            (),
+        ),
+        "runtime.static_shapes.split_at": (
+            (manifest["runtime"].get("static_shapes") or {}).get("split_at") or [],
+            str,
+            (),
+        ),
+    }
+    for field, (items, kind, choices) in lists.items():
+        for item in items:
+            if (
+                isinstance(item, bool)
+                or not isinstance(item, kind)
+                or (choices and item not in choices)
+            ):
+                raise ArtifactLoadError(f"{where}: field {field!r} holds {item!r}")
+            if kind is int and not 1 <= item <= _MAX_LENGTH:
+                raise ArtifactLoadError(f"{where}: field {field!r} holds {item!r}")
+    length = model["max_sequence_length"]
+    if isinstance(length, bool) or not 1 <= length <= _MAX_LENGTH:
+        raise ArtifactLoadError(f"{where}: field 'model.max_sequence_length' is {length!r}")
+    for key, value in (model.get("labels") or {}).items():
+        if not (key.isascii() and key.isdigit()) or not isinstance(value, str):
+            raise ArtifactLoadError(f"{where}: field 'model.labels' holds {key!r}: {value!r}")
+    for key, value in (manifest["runtime"].get("compile_config") or {}).items():
+        if not isinstance(value, (str, int, float)):
+            raise ArtifactLoadError(f"{where}: field 'runtime.compile_config.{key}' is {value!r}")
+
+
+def _plain_relative(value: str) -> bool:
+    """A relative POSIX path with no empty, `.` or `..` part, no backslash, drive or NUL."""
+    parts = value.split("/")
+    return (
+        bool(value)
+        and "\\" not in value
+        and "\0" not in value
+        and ":" not in parts[0]
+        and all(part not in ("", ".", "..") for part in parts)
+    )
+
+
+def _check_paths(directory: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest names is a plain relative path, listed in its files section, and
+    resolves (symbolic links followed) inside the artifact; else ArtifactLoadError."""
+    listed = manifest["files"]
+    named = [
+        (f"{section}.{key}", manifest[section][key])
+        for section, key in _PATH_FIELDS
+        if isinstance(manifest.get(section), dict) and manifest[section].get(key) is not None
+    ]
+    folder = manifest["model"]["tokenizer_dir"]
+    named.append(("model.tokenizer_dir", folder))
+    root = directory.resolve()
+    try:
+        _check_named(directory, root, listed, named)
+        tokenizer_json = root / folder / "tokenizer.json"
+        if tokenizer_json.is_symlink() and not tokenizer_json.resolve().is_relative_to(root):
+            raise ArtifactLoadError(
+                f"{directory}: {folder}/tokenizer.json resolves outside the artifact"
+            )
+    except ArtifactLoadError:
+        raise
+    except (OSError, RuntimeError) as error:  # Python 3.11 raises RuntimeError on a link loop
+        raise ArtifactLoadError(f"{directory}: a path cannot be resolved: {error}") from error
+
+
+def _check_named(
+    directory: Path, root: Path, listed: dict[str, Any], named: list[tuple[str, Any]]
+) -> None:
+    """Each (field, path): plain and relative, listed (a folder: holds a listed file), inside."""
+    for field, value in named:
+        if not isinstance(value, str) or not _plain_relative(value):
+            raise ArtifactLoadError(
+                f"{directory}: {field} {value!r} is not a plain relative path inside the artifact"
+            )
+        if field != "model.tokenizer_dir" and value not in listed:
+            raise ArtifactLoadError(
+                f"{directory}: {field} {value!r} is not in the manifest's files section"
+            )
+        if field == "model.tokenizer_dir" and not any(
+            isinstance(name, str) and name.startswith(f"{value}/") for name in listed
+        ):
+            raise ArtifactLoadError(
+                f"{directory}: {field} {value!r} holds no file of the manifest's files section"
+            )
+        if not (root / value).resolve().is_relative_to(root):
+            raise ArtifactLoadError(f"{directory}: {field} {value!r} resolves outside the artifact")
+
+
 def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) -> Any:
+    """The runtime's session for the artifact; ArtifactLoadError (one line) when the runtime
+    rejects a model file, or the model's inputs are not those the manifest lists."""
     runtime = (manifest.get("runtime") or {}).get("name")
     if runtime not in _BACKENDS:
         raise ArtifactLoadError(f"{directory} is for runtime {runtime!r}, which this loader lacks")
-    return _BACKENDS[runtime](directory, manifest, threads)
+    try:
+        backend = _BACKENDS[runtime](directory, manifest, threads)
+    except ArtifactLoadError:
+        raise
+    except Exception as error:  # noqa: BLE001  (each runtime raises its own exception types)
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ArtifactLoadError(
+            f"{directory}: {runtime} cannot load this artifact: {first_line}"
+        ) from error
+    # Token ids reach the model under the names the manifest lists (a fused IR takes strings).
+    fused = (manifest.get("tokenizer") or {}).get("mode") == "fused"
+    if not fused and not set(backend.input_names) <= set(manifest["model"]["inputs"]):
+        raise ArtifactLoadError(
+            f"{directory}: the model takes inputs {sorted(backend.input_names)}, "
+            f"but the manifest's model.inputs lists {manifest['model']['inputs']}"
+        )
+    return backend
 
 
 def _check_threads(threads: int | None) -> None:

@@ -15,7 +15,7 @@ import traceback
 from typing import Annotated
 
 import typer
-from bertc.compiler.cli import artifact, training
+from bertc.compiler.cli import artifact, signing, training
 from bertc.compiler.cli.fast_run import plain_run_arguments
 from bertc.compiler.core.errors import BertcError
 
@@ -45,7 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-for name, command in {**artifact.COMMANDS, **training.COMMANDS}.items():
+for name, command in {**artifact.COMMANDS, **signing.COMMANDS, **training.COMMANDS}.items():
     app.command(name)(command)
 
 

@@ -38,6 +38,7 @@ from bertc.compiler.cli.options import (
     at_least_one,
     resolve_alias,
 )
+from bertc.compiler.cli.signing import PublicKey, SignKey, check_signature
 from bertc.compiler.core.enums import QuantizationMode, Recipe
 from bertc.compiler.core.errors import GateFailedError, UsageError
 from bertc.compiler.core.files import ARTIFACT, check_output
@@ -75,12 +76,14 @@ def compile_command(
     ] = False,
     max_drop: MaxDrop = 0.5,
     as_json: AsJson = False,
+    sign_key: SignKey = None,
 ) -> None:
     """Checkpoint → ONNX (parity-gated) → INT8 → an artifact directory for the target runtime.
 
     With --verify the staged artifact is scored on the task's dev set as `bertc verify` does,
     before it replaces anything: when the gate fails the build fails (exit 12) and --out, with
-    any artifact already there, is left as it was. --json prints the manifest, or with --verify
+    any artifact already there, is left as it was. --sign-key signs the staged artifact
+    (model.sig) before it is moved into place. --json prints the manifest, or with --verify
     the verify report.
     """
     max_sequence_length = resolve_alias(
@@ -105,6 +108,7 @@ def compile_command(
         overwrite=overwrite,
         tokenizer=tokenizer,
         allow_tokenizer_mismatch=allow_tokenizer_mismatch,
+        sign_key=sign_key,
     )
     if verify and compile_task(model, options) is None:
         raise UsageError(
@@ -235,12 +239,15 @@ def verify_command(
         typer.Option(help="Load a pickle (.bin) reference; it can run code.", show_default=False),
     ] = False,
     as_json: AsJson = False,
+    public_key: PublicKey = None,
 ) -> None:
     """Score an artifact against its fp32 model on a GLUE dev set; fail if it lost too much.
 
     A sentence encoder is scored on stsb: Spearman of the cosine similarity of each pair's
-    embeddings against the gold scores. --json prints the report.
+    embeddings against the gold scores. --json prints the report. With --public-key the
+    artifact's signature is checked first (exit 16 when unsigned, wrongly signed or edited).
     """
+    check_signature(artifact, public_key)
     task = task or task_of(artifact)
     from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
 
@@ -297,6 +304,7 @@ def run_command(
     ] = None,
     threads: RuntimeThreads = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
+    public_key: PublicKey = None,
 ) -> None:
     """Label text with the artifact on its runtime alone (no torch, no transformers).
 
@@ -305,6 +313,7 @@ def run_command(
     """
     from bertc.compiler.running import argument_inputs, run_artifact, run_file
 
+    check_signature(artifact, public_key)
     if file is not None and text is not None:
         raise UsageError("give either TEXT or --file, not both")
     if file is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 # The options of `run_command`, as `bertc run` spells them.
-VALUE_OPTIONS = ("--file", "--threads")
+VALUE_OPTIONS = ("--file", "--threads", "--public-key")
 FLAG_OPTIONS = ("--json",)
 
 
@@ -44,6 +44,7 @@ def plain_run_arguments(argv: list[str]) -> dict[str, Any] | None:
     parser.add_argument("text_pair", nargs="?")
     parser.add_argument("--file")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--public-key")
     parser.add_argument("--json", dest="as_json", action="store_true")
     try:
         parsed, extra = parser.parse_known_args(words)
@@ -58,4 +59,5 @@ def plain_run_arguments(argv: list[str]) -> dict[str, Any] | None:
         "file": None if parsed.file is None else Path(parsed.file),
         "threads": parsed.threads,
         "as_json": parsed.as_json,
+        "public_key": None if parsed.public_key is None else Path(parsed.public_key),
     }

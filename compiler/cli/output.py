@@ -56,6 +56,7 @@ COMPILE_STAGES = {
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
     "gate": "verifying the staged artifact (--verify)",
+    "sign": "signing the staged artifact (--sign-key)",
 }
 
 

@@ -112,8 +112,15 @@ class TokenizerConversionError(BertcError):
     exit_code = 15
 
 
+class SignatureError(BertcError):
+    """A signature was asked for and the artifact is unsigned, signed by another key, or its
+    files differ from what was signed."""
+
+    exit_code = 16
+
+
 class OutputWriteError(BertcError):
     """The file system refused to write the output: no space left (ENOSPC, EDQUOT), read-only
     (EROFS), or no permission (EACCES, EPERM). The message names the path."""
 
-    exit_code = 16
+    exit_code = 17

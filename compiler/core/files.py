@@ -158,7 +158,7 @@ def check_output(
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[None]:
     """Turn a refused write under `path` (full disk, read-only, no permission) into one
-    OutputWriteError (exit 16) naming it; other OSErrors pass through."""
+    OutputWriteError (exit 17) naming it; other OSErrors pass through."""
     try:
         yield
     except OSError as error:
@@ -233,7 +233,7 @@ def make_staging_dir(destination: Path, kind: str = "partial") -> Path:
     """A fresh `.NAME.KIND-PID-XXXX` beside `destination` (its parents created), mode as
     `mkdir` makes it (not mkdtemp's 0700), after sweeping stale siblings of dead processes.
 
-    Raises UsageError (2) when the parent cannot be a directory, OutputWriteError (16) when the
+    Raises UsageError (2) when the parent cannot be a directory, OutputWriteError (17) when the
     file system refuses the write."""
     destination = Path(destination)
     with writing(destination.parent):
@@ -255,7 +255,7 @@ def move_into_place(staged: Path, out_dir: Path, overwrite: bool, kind: str = AR
     output of `kind` (`check_output`, run again here: the user may have put files there while
     the run worked): it is renamed aside, `staged` renamed in, then the old one removed. Raises
     OutputExistsError (13) when `out_dir` appeared meanwhile without `overwrite` (e.g. a second
-    compile to the same --out won the race), OutputWriteError (16) when the write is refused.
+    compile to the same --out won the race), OutputWriteError (17) when the write is refused.
     """
     staged, out_dir = Path(staged), Path(out_dir)
     with writing(out_dir):

@@ -199,7 +199,7 @@ def save_reports(artifact_dir: Path, report: VerifyReport) -> VerifyReport:
 def write_reports(artifact_dir: Path, report: VerifyReport) -> tuple[Path, ...]:
     """Markdown and JSON in the artifact's reports folder, each written then renamed into place.
 
-    Returns the written paths; raises OutputWriteError (exit 16) when they cannot be written.
+    Returns the written paths; raises OutputWriteError (exit 17) when they cannot be written.
     """
     markdown_name, json_name = report.report_files
     contents = {

@@ -98,7 +98,7 @@ def test_verify_without_a_task_refuses_an_artifact_that_records_none(
     compile_once, tiny_classifier, glue_data_dir, artifact_copy
 ) -> None:
     from bertc.compiler import verify_artifact
-    from bertc.compiler.core.manifest import describe_files
+    from bertc.compiler.core.manifest import describe_files, write_manifest
 
     artifact = artifact_copy(compile_once(tiny_classifier, "onnx").artifact_dir)
     manifest = json.loads((artifact / "manifest.json").read_text())
@@ -106,7 +106,7 @@ def test_verify_without_a_task_refuses_an_artifact_that_records_none(
     manifest["calibration"] = None
     manifest["model"]["config"].pop("finetuning_task", None)
     manifest["files"] = describe_files(artifact)
-    (artifact / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(artifact, manifest)  # resealed: a manifest bertc wrote with no task
     with pytest.raises(UsageError, match="records no task: pass the GLUE task"):
         verify_artifact(artifact, None, data_dir=glue_data_dir)
 

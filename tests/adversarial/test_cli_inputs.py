@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from bertc.compiler.core import errors
-from bertc.compiler.core.manifest import MANIFEST_FILE, read_manifest
+from bertc.compiler.core.manifest import MANIFEST_FILE, read_manifest, write_manifest
 from model_factory import make_checkpoint
 
 # A refusal before any work, on a loaded CI machine; about 0.3 s on an idle one, where importing
@@ -291,7 +291,7 @@ def test_verify_without_task_is_refused_when_the_manifest_has_none(
     artifact = tmp_path / "artifact"
     shutil.copytree(built, artifact)
     manifest = json.loads((artifact / MANIFEST_FILE).read_text())
-    (artifact / MANIFEST_FILE).write_text(json.dumps({**manifest, "task": None}))
+    write_manifest(artifact, {**manifest, "task": None})  # resealed: bertc wrote no task
     started = time.perf_counter()
     result = bertc_cli("verify", artifact)
     elapsed = time.perf_counter() - started

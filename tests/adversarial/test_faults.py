@@ -188,7 +188,7 @@ def test_two_compiles_racing_to_one_out_one_wins_one_refuses(
     check_integrity(out, read_manifest(out))  # the winner's, whole
 
 
-# ---- a full, read-only or forbidden disk: one line, exit 16, nothing half-written ----
+# ---- a full, read-only or forbidden disk: one line, exit 17, nothing half-written ----
 
 
 def run_main(monkeypatch, capsys, *arguments) -> tuple[int, str, str]:
@@ -227,7 +227,7 @@ def test_compile_onto_a_full_or_read_only_disk(
     code, _, stderr = run_main(
         monkeypatch, capsys, *compile_arguments(tiny_classifier, out, glue_data_dir)
     )
-    assert code == errors.OutputWriteError.exit_code == 16, stderr
+    assert code == errors.OutputWriteError.exit_code == 17, stderr
     assert stderr.splitlines()[-1] == (
         f"error: cannot write /where/it/wrote: {os.strerror(number)} (free space or permissions?)"
     )
@@ -247,7 +247,7 @@ def test_finetune_onto_a_full_or_read_only_disk(
         monkeypatch, capsys, *TRAINING["finetune"](tiny_classifier, out, glue_data_dir),
         "--data-dir", glue_data_dir, "--max-steps", "1", "--train-samples", "8", "--out", out,
     )  # fmt: skip
-    assert code == 16, stderr
+    assert code == 17, stderr
     assert stderr.splitlines()[-1].startswith("error: cannot write /where/it/wrote")
     assert list(tmp_path.iterdir()) == []
 

@@ -78,7 +78,7 @@ def test_an_explicit_max_sequence_length_past_the_position_table_is_refused(
     tiny_classifier: Path,
 ) -> None:
     positions = json.loads((tiny_classifier / "config.json").read_text())["max_position_embeddings"]
-    with pytest.raises(UsageError, match=f"max_position_embeddings={positions}"):
+    with pytest.raises(UsageError, match=rf"max_position_embeddings \({positions}\)"):
         load_model(str(tiny_classifier), max_sequence_length=4 * positions)
     assert load_model(str(tiny_classifier), max_sequence_length=16).max_sequence_length == 16
 
