@@ -38,4 +38,9 @@ else:  # the in-graph BertTokenizer op takes [text] or [text, text_pair]
     inputs = {manifest["tokenizer"]["inputs"][0]: np.array([text])}
 session = ort.InferenceSession(str(artifact / manifest["runtime"]["model"]), options)
 logits = session.run(None, inputs)[0][0]
-print(manifest["model"]["labels"][str(int(logits.argmax()))])
+head = manifest["head"]  # multi-label: every label whose sigmoid passes; regression: logits[0]
+sigmoid = head["scores"] == "sigmoid"
+picked = (
+    np.flatnonzero(1 / (1 + np.exp(-logits)) > head["threshold"]) if sigmoid else [logits.argmax()]
+)
+print(", ".join(manifest["model"]["labels"][str(i)] for i in picked))

@@ -16,4 +16,9 @@ manifest = json.loads(Path(artifact, "manifest.json").read_text(encoding="utf-8"
 core = ov.Core()
 model = core.compile_model(f"{artifact}/model.xml", "CPU", manifest["runtime"]["compile_config"])
 logits = model({"text": np.array([text])})[model.output(0)][0]  # a batch of strings in
-print(manifest["model"]["labels"][str(int(logits.argmax()))])
+head = manifest["head"]  # multi-label: every label whose sigmoid passes; regression: logits[0]
+sigmoid = head["scores"] == "sigmoid"
+picked = (
+    np.flatnonzero(1 / (1 + np.exp(-logits)) > head["threshold"]) if sigmoid else [logits.argmax()]
+)
+print(", ".join(manifest["model"]["labels"][str(i)] for i in picked))

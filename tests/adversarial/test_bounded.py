@@ -407,7 +407,7 @@ def test_invalid_utf8_on_the_command_line_is_one_line(fused: Path, bertc_cli) ->
     )
     assert result.returncode == 2, result.stderr
     assert result.stderr.decode().strip().splitlines() == [
-        "error: TEXT is not valid UTF-8 (at character 5)"
+        "error: TEXT is not valid UTF-8 (byte 0xff at character 5)"
     ]
 
 
