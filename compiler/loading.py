@@ -202,7 +202,7 @@ def _expand_index(directory: Path, name: str) -> tuple[Path, ...]:
     ):
         raise ModelFileError(
             f"{path} is not a valid shard index: its weight_map must map tensor names to shard "
-            "file names"
+            f"file names (it is a {type(weight_map).__name__})"
         )
     outside = sorted(shard for shard in set(weight_map.values()) if not _plain_file_name(shard))
     if outside:

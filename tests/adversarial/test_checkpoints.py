@@ -284,11 +284,11 @@ def test_inspect_lists_every_contract_violation(
 
 def test_inspect_lists_all_violations_not_the_first(bertc_cli: Callable, tmp_path: Path) -> None:
     checkpoint = make_checkpoint(tmp_path / "ck")
-    edit_json(checkpoint / "config.json", architectures=5, hidden_act="mish", hidden_size=33)
+    edit_json(checkpoint / "config.json", architectures=5, hidden_act="hardswish", hidden_size=33)
     done = bertc_cli("inspect", checkpoint)
     assert done.returncode == 0, done.stderr
     assert "contract: 3 violation(s)" in done.stdout
-    for word in ("architectures=5", "hidden_act='mish'", "hidden_size=33"):
+    for word in ("architectures=5", "hidden_act='hardswish'", "hidden_size=33"):
         assert word in done.stdout
 
 
