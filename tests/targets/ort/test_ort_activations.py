@@ -178,24 +178,12 @@ def test_fused_dynamic_recipe_finds_the_projections_and_lists_the_activation_fp3
         assert np.abs(want - got).max() <= INT8_LOGIT_ATOL
 
 
-def without_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let a checkpoint the contract refuses through (its recipes' own notes are under test:
-    they are the defence behind the contract)."""
-    import bertc.compiler.families
-    import bertc.compiler.loading
-    import bertc.compiler.pipeline
-
-    for module in (bertc.compiler.families, bertc.compiler.loading, bertc.compiler.pipeline):
-        monkeypatch.setattr(module, "check_supported", lambda config: None)
-
-
 def test_an_unknown_activation_gets_a_note_in_each_recipe(
-    exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    exported, tmp_path: Path, without_the_contract: None
 ) -> None:
     """hardswish (HardSwish in ONNX) is no activation the tables know (the contract refuses it,
     exit 5): past the contract, both recipes say they found no FFN output projection rather than
     silently skipping."""
-    without_the_contract(monkeypatch)
     loaded, graph, samples = exported("hardswish")
     static = PORTABLE.get(QuantizationMode.STATIC, Recipe.BERT_SAFE)
     _, summary = quantize_onnx_runtime(graph, tmp_path / "s.onnx", static, samples, tmp_path)

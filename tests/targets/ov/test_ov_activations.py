@@ -85,22 +85,10 @@ def test_nncf_keeps_each_activation_fp32_and_quantizes_the_projection_after_it(
         assert np.abs(got - want.numpy()).max() <= INT8_LOGIT_ATOL
 
 
-def without_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let a checkpoint the contract refuses through (its recipes' own notes are under test:
-    they are the defence behind the contract)."""
-    import bertc.compiler.families
-    import bertc.compiler.loading
-    import bertc.compiler.pipeline
-
-    for module in (bertc.compiler.families, bertc.compiler.loading, bertc.compiler.pipeline):
-        monkeypatch.setattr(module, "check_supported", lambda config: None)
-
-
 def test_an_activation_openvino_does_not_fuse_gets_a_note(
-    compile_once, tmp_path_factory, monkeypatch: pytest.MonkeyPatch
+    compile_once, tmp_path_factory, without_the_contract: None
 ) -> None:
     """Past the contract (which refuses hardswish, exit 5), NNCF's recipe says it found none."""
-    without_the_contract(monkeypatch)
     _, result, model = compiled_ir(compile_once, tmp_path_factory, "hardswish")
     ops = Counter(op.get_type_name() for op in model.get_ordered_ops())
     assert ffn_activation_count(model) == 0 and ops["HSwish"] == LAYERS
