@@ -21,6 +21,9 @@ from bertc.compiler.core.graph import DEFAULT_PARITY_ATOL
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 # Seeded train sentences for static INT8 ranges (ORT's and NNCF's calibration).
 DEFAULT_CALIBRATION_SAMPLES = 300
+# Threads past this only cost memory (each runtime thread keeps its own scratch: 100,000 asked
+# for 11,000 threads and 16 GB before the kernel stopped it); the loader keeps the same cap.
+MAX_THREADS = 256
 
 E = TypeVar("E", bound=Enum)
 

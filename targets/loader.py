@@ -799,11 +799,17 @@ def backend_for(directory: Path, manifest: dict[str, Any], threads: int | None) 
     return backend
 
 
+# More threads only cost memory (each keeps its own scratch); bertc's CLI has the same cap.
+MAX_THREADS = 256
+
+
 def _check_threads(threads: int | None) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1 (None: the runtime's default), got {threads}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ValueError(
+            f"threads must be 1 to {MAX_THREADS} (None: the runtime's default), got {threads}"
+        )
 
 
 def load(artifact_dir: str | Path, threads: int | None = None) -> TextModel:

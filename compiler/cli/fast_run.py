@@ -15,6 +15,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bertc.compiler.options import MAX_THREADS
+
 # The options of `run_command`, as `bertc run` spells them.
 VALUE_OPTIONS = ("--file", "--threads", "--public-key")
 FLAG_OPTIONS = ("--json",)
@@ -50,7 +52,7 @@ def plain_run_arguments(argv: list[str]) -> dict[str, Any] | None:
         parsed, extra = parser.parse_known_args(words)
     except (argparse.ArgumentError, ValueError):
         return None
-    if extra or (parsed.threads is not None and parsed.threads < 1):
+    if extra or (parsed.threads is not None and not 1 <= parsed.threads <= MAX_THREADS):
         return None
     return {
         "artifact": Path(parsed.artifact),

@@ -17,6 +17,7 @@ from bertc.compiler.core.errors import UsageError
 from bertc.compiler.options import (  # noqa: F401  (the defaults the flags show)
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_MAX_SEQUENCE_LENGTH,
+    MAX_THREADS,
 )
 
 # bertc.compiler.loading's default, not imported from there: that module pulls in torch.
@@ -32,6 +33,14 @@ def at_least_one(param: typer.CallbackParam, value: int | None) -> int | None:
     """Counts and sizes: threads, samples, steps, lengths."""
     if value is not None and value < 1:
         raise UsageError(f"{_flag(param)} must be at least 1, got {value}")
+    return value
+
+
+def thread_count(param: typer.CallbackParam, value: int | None) -> int | None:
+    """A thread count: 1 to MAX_THREADS (None: the runtime's default)."""
+    at_least_one(param, value)
+    if value is not None and value > MAX_THREADS:
+        raise UsageError(f"{_flag(param)} must be at most {MAX_THREADS}, got {value}")
     return value
 
 
@@ -181,14 +190,14 @@ RuntimeThreads = Annotated[
     int | None,
     typer.Option(
         help="Threads of the artifact's runtime only (default: the runtime's own).",
-        callback=at_least_one,
+        callback=thread_count,
     ),
 ]
 ReferenceThreads = Annotated[
     int | None,
     typer.Option(
         help="torch threads of the fp32 reference (default: verify's own).",
-        callback=at_least_one,
+        callback=thread_count,
     ),
 ]
 BatchSize = Annotated[int, typer.Option(help="Training batch size.", callback=at_least_one)]
@@ -203,7 +212,7 @@ MaxSteps = Annotated[
 TrainSamples = Annotated[
     int | None, typer.Option(help="Seeded train sample size.", callback=at_least_one)
 ]
-TorchThreads = Annotated[int | None, typer.Option(help="torch CPU threads.", callback=at_least_one)]
+TorchThreads = Annotated[int | None, typer.Option(help="torch CPU threads.", callback=thread_count)]
 KeepLayers = Annotated[
     int | None,
     typer.Option(

@@ -187,6 +187,21 @@ EARLY_REFUSALS = {
         2,
         "error: --threads must be at least 1, got -3",
     ),
+    "run --threads 100000 (11,000 threads, 16 GB before)": (
+        ["run", "a", "text", "--threads", "100000"],
+        2,
+        "error: --threads must be at most 256, got 100000",
+    ),
+    "verify --reference-threads 257": (
+        ["verify", "a", "--reference-threads", "257"],
+        2,
+        "error: --reference-threads must be at most 256, got 257",
+    ),
+    "finetune --threads 4096": (
+        ["finetune", "a", "--task", "sst2", "--out", "o", "--threads", "4096"],
+        2,
+        "error: --threads must be at most 256, got 4096",
+    ),
     "run TEXT not UTF-8": (
         ["run", "a", "caf\udce9"],  # b"caf\xe9": Latin-1 bytes, as Python hands them over
         2,
