@@ -18,9 +18,9 @@ import struct
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from bertc.compiler.core.errors import (
@@ -29,7 +29,7 @@ from bertc.compiler.core.errors import (
     OutputWriteError,
     UsageError,
 )
-from bertc.compiler.core.files import make_staging_dir, move_into_place, writing
+from bertc.compiler.core.files import check_output, make_staging_dir, move_into_place, writing
 from bertc.compiler.core.manifest import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
@@ -73,6 +73,7 @@ def pack_artifact(artifact: Path, out_file: Path | None = None) -> Path:
     manifest = read_manifest(artifact)
     check_integrity(artifact, manifest)
     out_file = out_file or artifact.with_name(artifact.name + PACK_SUFFIX)
+    check_output(out_file, overwrite=False, sources=[artifact])  # never inside the artifact
     if out_file.exists():
         raise OutputExistsError(f"{out_file} already exists")
     _check_parent(out_file)
@@ -121,6 +122,9 @@ DAMAGED_PACK_ERRORS = (
     KeyError,
     UnicodeDecodeError,
 )
+
+
+T = TypeVar("T")
 
 
 class _DamagedPack(Exception):
@@ -243,6 +247,7 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
     exists, UsageError (2) when its folder does not or lacks the room, ArtifactError (11) for a
     missing, damaged or foreign pack; nothing is left behind.
     """
+    check_output(out_dir, overwrite=False, sources=[pack_file])
     if out_dir.exists():
         raise OutputExistsError(f"{out_dir} already exists")
     _check_parent(out_dir)
@@ -276,7 +281,7 @@ def _unpack(pack_file: Path, out_dir: Path) -> Path:
             with writing(staging):
                 manifest_bytes = _member_bytes(handle, members[MANIFEST_FILE], MAX_MANIFEST_BYTES)
                 (staging / MANIFEST_FILE).write_bytes(manifest_bytes)
-                files = _listed_files(read_manifest(staging))
+                files = _listed_files(_staged(read_manifest, staging))
                 _check_members(members, files)
                 _check_room(files, out_dir)
                 for name in sorted(files):
@@ -284,11 +289,21 @@ def _unpack(pack_file: Path, out_dir: Path) -> Path:
                 if SIGNATURE_FILE in members:  # not hashed: `verify --public-key` checks it
                     signature = _member_bytes(handle, members[SIGNATURE_FILE], MAX_SIGNATURE_BYTES)
                     (staging / SIGNATURE_FILE).write_bytes(signature)
-                check_integrity(staging, read_manifest(staging))
+                _staged(lambda where: check_integrity(where, read_manifest(where)), staging)
                 move_into_place(staging, out_dir, overwrite=False)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _staged(check: Callable[[Path], T], staging: Path) -> T:
+    """`check(staging)`, its ArtifactError a _DamagedPack naming the files as the pack does
+    (not the internal staging path)."""
+    try:
+        return check(staging)
+    except ArtifactError as error:
+        message = str(error).replace(f"{staging}{os.sep}", "").replace(str(staging), "it")
+        raise _DamagedPack(message) from error
 
 
 def _members(archive: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
@@ -324,6 +339,7 @@ def _listed_files(manifest: dict) -> dict[str, tuple[int, str]]:
         if not _is_safe_name(name):
             raise _DamagedPack(f"it holds an unsafe entry: {name}")
         files[name] = (size, digest)
+    _check_collisions(files)
     total = sum(size for size, _ in files.values())
     if total > MAX_ARTIFACT_BYTES:
         raise _DamagedPack(
@@ -331,6 +347,28 @@ def _listed_files(manifest: dict) -> dict[str, tuple[int, str]]:
             f"({MAX_ARTIFACT_BYTES:,})"
         )
     return files
+
+
+def _check_collisions(names: Iterable[str]) -> None:
+    """_DamagedPack when two listed names cannot both be files of one directory: one is a folder
+    of another (`zz` and `zz/a`), they differ only in case (one file on a case-insensitive file
+    system), or one stands where the manifest or the signature goes."""
+    names = sorted(names)
+    folded: dict[str, str] = {}
+    for name in names:
+        if name.split("/")[0] in (MANIFEST_FILE, SIGNATURE_FILE):
+            raise _DamagedPack(
+                f"its manifest lists {name}, where its own {name.split('/')[0]} goes"
+            )
+        if (twin := folded.setdefault(name.casefold(), name)) != name:
+            raise _DamagedPack(f"its manifest lists {twin} and {name} (the same name but for case)")
+    folders = {
+        "/".join(name.split("/")[:i]) for name in names for i in range(1, name.count("/") + 1)
+    }
+    folded_folders = {folder.casefold() for folder in folders}
+    for name in names:
+        if name.casefold() in folded_folders:
+            raise _DamagedPack(f"its manifest lists {name} both as a file and as a folder")
 
 
 def _is_safe_name(name: str) -> bool:

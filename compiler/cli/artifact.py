@@ -93,7 +93,8 @@ def compile_command(
         "--max-sequence-length",
         "--max-seq-length",
     )
-    check_output(out, overwrite, ARTIFACT, [model])  # compile_model again, after torch loads
+    inputs = [model] if data_dir is None else [model, data_dir]
+    check_output(out, overwrite, ARTIFACT, inputs)  # compile_model again, after torch loads
     from bertc.compiler.pipeline import CompileOptions, compile_model, compile_task
 
     options = CompileOptions(

@@ -103,7 +103,7 @@ def finetune_command(
         "--max-sequence-length",
         "--max-seq-length",
     )
-    check_output(out, overwrite, TRAINING_OUTPUT, [model])  # before torch loads
+    check_output(out, overwrite, TRAINING_OUTPUT, [model, *_given(data_dir)])  # before torch
     from bertc.compiler.training.finetune import FinetuneOptions, finetune_model
 
     options = FinetuneOptions(
@@ -254,7 +254,7 @@ def distill_command(
         "--max-sequence-length",
         "--max-seq-length",
     )
-    check_output(out, overwrite, TRAINING_OUTPUT, [teacher, student])
+    check_output(out, overwrite, TRAINING_OUTPUT, [teacher, student, *_given(data_dir)])
     from bertc.compiler.training.distill import DistillOptions, distill_model
 
     options = DistillOptions(
@@ -331,7 +331,7 @@ def prune_command(
         "--max-sequence-length",
         "--max-seq-length",
     )
-    check_output(out, overwrite, TRAINING_OUTPUT, [model])
+    check_output(out, overwrite, TRAINING_OUTPUT, [model, *_given(data_dir)])
     from bertc.compiler.training.prune import PruneOptions, prune_model
 
     options = PruneOptions(
@@ -376,6 +376,11 @@ def _float_list(text: str | None, flag: str) -> tuple[float, ...] | None:
         return tuple(float(item) for item in text.split(",") if item.strip())
     except ValueError:
         raise UsageError(f"{flag} takes comma-separated numbers, got {text!r}") from None
+
+
+def _given(path: Path | None) -> list[Path]:
+    """[path] when an optional input was given, else []."""
+    return [] if path is None else [path]
 
 
 def _int_list(text: str | None, flag: str) -> tuple[int, ...] | None:

@@ -7,7 +7,8 @@ never a half-written one; on the same file system a rename is atomic (POSIX rena
 
 `--overwrite` replaces only what bertc made (`check_output`): a bertc artifact (a manifest of
 bertc's schema) for compile, a bertc training output (its report file) for finetune, distill
-and prune; never an input of the run, a directory holding one or inside one, or anything else.
+and prune, and only while it holds nothing else (a file the user added is never deleted); an
+--out that is an input of the run, holds one or lies inside one is refused, existing or not.
 A staging or set-aside directory whose process is gone (killed, power lost) is swept by the next
 writer to the same destination.
 """
@@ -18,13 +19,14 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from bertc.compiler.core.errors import OutputExistsError, OutputWriteError, UsageError
-from bertc.compiler.core.manifest import MANIFEST_FILE
+from bertc.compiler.core.manifest import MANIFEST_FILE, REPORTS_DIR, SIGNATURE_FILE
 
 # The report each training command writes into its output (finetune, distill, prune).
 TRAINING_REPORTS = ("finetune.json", "distill.json", "prune.json")
@@ -98,11 +100,80 @@ RECOGNISERS: dict[str, Callable[[Path], bool]] = {
     TRAINING_OUTPUT: is_bertc_training_output,
 }
 
+# What an artifact holds besides the files its manifest lists: verify's reports, a signature
+# (and its partial file while it is written).
+ARTIFACT_EXTRAS = frozenset(
+    {MANIFEST_FILE, SIGNATURE_FILE, f".{SIGNATURE_FILE}.partial", REPORTS_DIR}
+)
+# What a training output holds: save_pretrained's checkpoint and tokenizer files, and the
+# training commands' (and the grid's) reports.
+TRAINING_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "added_tokens.json",
+        "grid.json",
+        "grid.md",
+        *TRAINING_REPORTS,
+    }
+)
+_SHARD = re.compile(r"model-\d{5}-of-\d{5}\.safetensors")
+
+
+def _is_temporary(name: str, expected: Iterable[str]) -> bool:
+    """bertc's own temporary file beside an expected one (`write_text_atomically`'s
+    `.NAME.*.tmp`)."""
+    return name.endswith(".tmp") and any(name.startswith(f".{known}.") for known in expected)
+
+
+def _unexpected_file(out_dir: Path, kind: str) -> str | None:
+    """The first entry (sorted, relative POSIX path) of `out_dir` that the bertc output of `kind`
+    does not account for, or None: an artifact holds what its manifest lists plus
+    ARTIFACT_EXTRAS; a training output holds TRAINING_FILES and safetensors shards."""
+    if kind == ARTIFACT:
+        manifest = _json_object(out_dir / MANIFEST_FILE) or {}
+        listed = manifest.get("files")
+        expected = set(listed) if isinstance(listed, dict) else set()
+        expected |= ARTIFACT_EXTRAS
+    else:
+        expected = set(TRAINING_FILES)
+    tops = {name.split("/")[0] for name in expected}
+    for path in sorted(out_dir.rglob("*")):
+        name = path.relative_to(out_dir).as_posix()
+        if name in expected or name.split("/")[0] == REPORTS_DIR and kind == ARTIFACT:
+            continue
+        if path.is_dir() and not path.is_symlink() and name in tops | _prefixes(expected):
+            continue
+        if "/" not in name and (_SHARD.fullmatch(name) and kind != ARTIFACT):
+            continue
+        if _is_temporary(path.name, expected | tops):
+            continue
+        return name
+    return None
+
+
+def _prefixes(names: Iterable[str]) -> set[str]:
+    """Every folder above each of `names` ("a/b/c" gives "a" and "a/b")."""
+    parts = (name.split("/") for name in names)
+    return {"/".join(split[:i]) for split in parts for i in range(1, len(split))}
+
+
+def _resolved(path: Path) -> Path:
+    """`path` absolute with links and `..` resolved in its nearest existing ancestor (and `..`
+    taken lexically in the part that does not exist yet)."""
+    return Path(os.path.realpath(Path(path).absolute()))
+
 
 def _relation(out_dir: Path, source: Path) -> str | None:
     """How `out_dir` relates to `source` (resolved, links followed): "is", "holds", "lies
     inside", or None when neither holds the other."""
-    out, src = out_dir.resolve(), source.resolve()
+    out, src = _resolved(out_dir), _resolved(source)
     if out == src:
         return "is"
     if out in src.parents:
@@ -124,12 +195,21 @@ def _check_creatable(out_dir: Path) -> None:
 def check_output(
     out_dir: Path, overwrite: bool, kind: str = ARTIFACT, sources: Iterable[str | Path] = ()
 ) -> None:
-    """Refuse an `out_dir` a run must not write: OutputExistsError (exit 13) when it exists and
-    either `overwrite` is off, or it is a source of the run (or holds one, or lies in one), or it
-    is not a bertc output of `kind` (ARTIFACT or TRAINING_OUTPUT); UsageError (2) when a file
+    """Refuse an `out_dir` a run must not write: OutputExistsError (exit 13) when it is a source
+    of the run, holds one or lies in one (existing or not: links and `..` resolved), or when it
+    exists and either `overwrite` is off, or it is not a bertc output of `kind` (ARTIFACT or
+    TRAINING_OUTPUT), or it holds a file such an output does not (`_unexpected_file`: a file the
+    user put there is never deleted); UsageError (2) when a file
     stands where one of its parents would be made. Cheap (reads two small JSON files at most):
     commands call it before anything heavy is imported."""
     out_dir = Path(out_dir)
+    for source in sources:
+        relation = _relation(out_dir, Path(source)) if Path(source).exists() else None
+        if relation:
+            refused = "--overwrite refused: " if overwrite else ""
+            raise OutputExistsError(
+                f"{refused}{out_dir} {relation} the run's input {source}; choose another --out"
+            )
     if not (out_dir.exists() or out_dir.is_symlink()):
         _check_creatable(out_dir)
         return
@@ -137,18 +217,17 @@ def check_output(
         raise OutputExistsError(
             f"{out_dir} already exists; choose another --out or pass --overwrite"
         )
-    for source in sources:
-        relation = _relation(out_dir, Path(source)) if Path(source).exists() else None
-        if relation:
-            raise OutputExistsError(
-                f"--overwrite refused: {out_dir} {relation} the run's input {source}; "
-                "choose another --out"
-            )
     if not RECOGNISERS[kind](out_dir):
         what = "a file" if out_dir.is_file() else "a directory"
         raise OutputExistsError(
             f"--overwrite refused: {out_dir} is {what} bertc did not make (not a bertc {kind}); "
             "--overwrite replaces only a previous bertc output: choose another --out"
+        )
+    unexpected = _unexpected_file(out_dir, kind)
+    if unexpected is not None:
+        raise OutputExistsError(
+            f"--overwrite refused: {out_dir} holds {unexpected}, which bertc did not write; "
+            "move it out of the way or choose another --out"
         )
 
 

@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bertc.compiler.core.enums import TokenizerMode
-from bertc.compiler.core.errors import ArtifactError, DataError, UsageError
+from bertc.compiler.core.errors import ArtifactError, DataError, OutputExistsError, UsageError
 from bertc.compiler.core.manifest import MANIFEST_FILE
 from bertc.compiler.packing import (
     MAX_ARTIFACT_BYTES,
@@ -584,3 +586,84 @@ def test_verify_names_the_example_and_the_batch_its_runtime_failed_on() -> None:
     batch_places = [measure._batch_place(examples, start, 4) for start in (0, 4, 8)]
     with pytest.raises(ArtifactError, match=r"the batch of examples 5-8 \(lines 6-9\)"):
         measure._throughput(FailingRunner(7), batches, 10, 0, batch_places)
+
+
+# ---------------------------------------------------------------- packs: colliding names
+
+
+def listing(members: dict[str, bytes], extra: dict[str, bytes]) -> list:
+    """The members plus `extra`, each listed in the manifest with its true size and sha256."""
+    from bertc.compiler.packing import unpack_bytes
+
+    manifest = manifest_of(members)
+    for name, payload in extra.items():
+        raw = unpack_bytes(payload)
+        manifest["files"][name] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    return sorted({**with_manifest(members, manifest), **extra}.items())
+
+
+COLLISIONS: dict[str, tuple[dict[str, bytes], str]] = {
+    "file and folder": ({"zz": pack_bytes(b"a"), "zz/a": pack_bytes(b"b")}, "file and as a folder"),
+    "deep file and folder": (
+        {"x/y": pack_bytes(b"a"), "x/y/z/w": pack_bytes(b"b")},
+        "file and as a folder",
+    ),
+    "names differing in case": (
+        {"Notes.txt": pack_bytes(b"a"), "notes.txt": pack_bytes(b"b")},
+        "but for case",
+    ),
+    "file and folder differing in case": (
+        {"ZZ": pack_bytes(b"a"), "zz/a": pack_bytes(b"b")},
+        "file and as a folder",
+    ),
+    "under the manifest's name": ({"manifest.json/a": pack_bytes(b"a")}, "own manifest.json"),
+    "the signature's name": ({"model.sig": pack_bytes(b"a")}, "own model.sig"),
+}
+
+
+@pytest.mark.parametrize("case", list(COLLISIONS))
+def test_a_pack_whose_manifest_lists_colliding_names_is_damaged(
+    case: str, members: dict[str, bytes], tmp_path: Path
+) -> None:
+    extra, match = COLLISIONS[case]
+    pack = write_pack(tmp_path / "collide.bertcpack", listing(members, extra))
+    error = assert_refused(pack, tmp_path, match)
+    assert str(error).startswith(f"{pack} is a damaged bertc pack")
+
+
+def test_a_damaged_manifest_is_named_by_the_pack_not_the_staging_folder(
+    members: dict[str, bytes], tmp_path: Path
+) -> None:
+    pack = write_pack(
+        tmp_path / "badman.bertcpack", sorted({**members, MANIFEST_FILE: pack_bytes(b"{")}.items())
+    )
+    error = assert_refused(pack, tmp_path, "not valid JSON|JSON")
+    assert str(error).startswith(f"{pack} is a damaged bertc pack")
+    assert ".partial-" not in str(error)
+
+
+@pytest.mark.parametrize("where", ["inside", "equal", "deep inside"])
+def test_pack_refuses_an_out_inside_its_artifact(
+    where: str, artifact: Path, tmp_path: Path, bertc_cli
+) -> None:
+    copy = Path(shutil.copytree(artifact, tmp_path / "art"))
+    out = {"inside": copy / "x.bertcpack", "equal": copy, "deep inside": copy / "a" / "b.pack"}
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    result = bertc_cli("pack", copy, "--out", out[where])
+    assert result.returncode == 13, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("where", ["equal", "inside"])
+def test_unpack_refuses_an_out_at_or_inside_its_pack_file(
+    where: str, artifact: Path, tmp_path: Path
+) -> None:
+    pack = pack_artifact(artifact, tmp_path / "p.bertcpack")
+    data = pack.read_bytes()
+    out = pack if where == "equal" else pack / "out"
+    with pytest.raises((OutputExistsError, UsageError)) as refused:
+        unpack_artifact(pack, out)
+    assert refused.value.exit_code in (13, 2)
+    assert pack.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.bertcpack"]
