@@ -155,11 +155,94 @@ def test_overwrite_replaces_a_previous_output_of_the_same_command(
     out = root / "out"
     first = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
     assert first.returncode == 0, first.stderr
-    (out / "stale.txt").write_text("from the previous run")
     second = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
     assert second.returncode == 0, second.stderr
-    assert not (out / "stale.txt").exists()
     assert sorted(path.name for path in root.iterdir()) == ["models", "out"]  # nothing aside
+
+
+# Where a user's own file sits inside a previous output (relative path, contents).
+USER_FILES_INSIDE = {
+    "top level": "mynotes.txt",
+    "hidden": ".mynotes",
+    "a new folder": "mine/notes.txt",
+    "in a folder bertc wrote": None,  # filled per output: beside a listed nested file
+}
+
+
+@pytest.mark.parametrize("where", list(USER_FILES_INSIDE))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_overwrite_refuses_an_output_holding_a_file_bertc_did_not_write(
+    command: str, where: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    out = root / "out"
+    first = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert first.returncode == 0, first.stderr
+    name = USER_FILES_INSIDE[where]
+    if name is None:
+        folders = [p for p in out.rglob("*") if p.is_dir()]
+        name = f"{folders[0].relative_to(out)}/mine.txt" if folders else "mine.txt"
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text("mine")
+    before = tree_digest(root)
+    result = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert result.returncode == errors.OutputExistsError.exit_code == 13, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert name.split("/")[0] in result.stderr
+    assert tree_digest(root) == before
+
+
+# A new --out inside an input of the run, given relative to the input (a folder not made yet).
+INSIDE_THE_INPUT = {
+    "new folder": "a/b/c",
+    "new sub": "sub",
+    "dot-dot back in": "x/../y",
+    "two dot-dots back in": "x/y/../../z",
+}
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("where", list(INSIDE_THE_INPUT))
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_out_inside_an_input_is_refused_whether_or_not_it_exists(
+    command: str, where: str, overwrite: bool, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    out = Path(f"{model}/{INSIDE_THE_INPUT[where]}")
+    arguments = COMMANDS[command](model, out, glue_data_dir)
+    if not overwrite:
+        arguments.remove("--overwrite")
+    before = tree_digest(root)
+    result = bertc_cli(*arguments)
+    assert result.returncode == 13, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert "the run's input" in result.stderr
+    assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_out_inside_an_input_through_a_link_is_refused(
+    command: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    (root / "link").symlink_to(model, target_is_directory=True)
+    before = tree_digest(root)
+    result = bertc_cli(*COMMANDS[command](model, root / "link" / "new", glue_data_dir))
+    assert result.returncode == 13, result.stderr
+    assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_out_inside_the_data_dir_is_refused(
+    command: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    data = Path(shutil.copytree(glue_data_dir, root / "glue"))
+    before = tree_digest(root)
+    result = bertc_cli(*COMMANDS[command](model, data / "out", data))
+    assert result.returncode == 13, result.stderr
+    assert "the run's input" in result.stderr
+    assert tree_digest(root) == before
 
 
 def test_an_artifact_and_a_training_output_do_not_replace_each_other(
