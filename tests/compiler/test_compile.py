@@ -320,8 +320,11 @@ def test_overwrite_replaces_an_existing_artifact(
     with pytest.raises(OutputExistsError, match="--overwrite"):
         compile_model(str(tiny_classifier), out, options(glue_data_dir))
     assert (out / "stale.txt").is_file()
+    with pytest.raises(OutputExistsError, match="stale.txt"):  # a file bertc did not write
+        compile_model(str(tiny_classifier), out, options(glue_data_dir, overwrite=True))
+    assert (out / "stale.txt").is_file()
+    (out / "stale.txt").unlink()
     compile_model(str(tiny_classifier), out, options(glue_data_dir, overwrite=True))
-    assert not (out / "stale.txt").exists()
     assert set(read_manifest(out)["files"]) == set(files_on_disk(out))
     assert leftovers(out) == []
 
@@ -478,9 +481,7 @@ def test_a_failing_gate_leaves_the_previous_artifact_untouched(
         raise OutputExistsError("gate failed on purpose")  # any BertcError
 
     with pytest.raises(OutputExistsError):
-        compile_model(
-            str(tiny_classifier), out, options(glue_data_dir, overwrite=True), gate=gate
-        )
+        compile_model(str(tiny_classifier), out, options(glue_data_dir, overwrite=True), gate=gate)
     staged, manifest = seen[0]
     assert staged != out and manifest["task"] == "sst2"
     assert {name: sha256(path) for name, path in files_on_disk(out).items()} == before

@@ -30,7 +30,8 @@ BERTC_MANIFEST = {"schema_version": 1, "toolchain": {"bertc": "0.1.0"}, "files":
 
 def fake_artifact(path: Path, marker: str = "old") -> Path:
     path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps(BERTC_MANIFEST))
+    manifest = {**BERTC_MANIFEST, "files": {"model.onnx": {"bytes": len(marker)}}}
+    (path / "manifest.json").write_text(json.dumps(manifest))
     (path / "model.onnx").write_text(marker)
     return path
 
@@ -110,6 +111,20 @@ def test_check_output_refuses_what_bertc_did_not_make(tmp_path: Path) -> None:
         with pytest.raises(OutputExistsError, match=message):
             check_output(out, overwrite, kind)
     assert (user / "thesis.tex").read_text() == "years of work"
+
+
+@pytest.mark.parametrize("kind", [ARTIFACT, TRAINING_OUTPUT])
+@pytest.mark.parametrize("name", ["mynotes.txt", ".hidden", "mine/notes.txt", "reportsx"])
+def test_check_output_refuses_a_bertc_output_holding_a_user_file(
+    tmp_path: Path, kind: str, name: str
+) -> None:
+    make = fake_artifact if kind == ARTIFACT else fake_training_output
+    out = make(tmp_path / "out")
+    check_output(out, overwrite=True, kind=kind)  # only what bertc wrote: replaceable
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text("mine")
+    with pytest.raises(OutputExistsError, match=f"holds {name.split('/')[0]}"):
+        check_output(out, overwrite=True, kind=kind)
 
 
 @pytest.mark.parametrize(
