@@ -33,8 +33,18 @@ class Interrupted(BaseException):
         self.exit_code = 128 + signal_number
 
 
+# The first signal received: a library that catches the Interrupted raised in its frames (NNCF,
+# a runtime's callback) and raises something else of its own must still end as "aborted".
+_received: list[int] = []
+
+
 def _raise_interrupted(signal_number: int, _frame: object) -> None:
+    _received.append(signal_number)
     raise Interrupted(signal_number)
+
+
+def _interrupted_code() -> int | None:
+    return 128 + _received[0] if _received else None
 
 
 app = typer.Typer(
@@ -90,6 +100,7 @@ def main() -> None:
     """Console-script entry point: map BertcError to its exit code and one line on stderr;
     Ctrl-C (SIGINT) and SIGTERM to `aborted` and 130 / 143, after the cleanup has run."""
     _quiet_libraries()
+    _received.clear()
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {number: signal.signal(number, _raise_interrupted) for number in signals}
     try:
@@ -131,6 +142,8 @@ def _run() -> None:
 
 
 def _fail(message: str, code: int) -> None:
+    if _interrupted_code() is not None:  # whatever a library made of the signal: aborted
+        message, code = "aborted", _interrupted_code()
     if os.environ.get("BERTC_DEBUG") and sys.exc_info()[0] is not None:
         traceback.print_exc()
     print(" ".join(message.split()) or "error", file=sys.stderr)

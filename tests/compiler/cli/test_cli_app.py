@@ -184,3 +184,26 @@ def test_bad_arguments_are_refused_before_heavy_imports(case: str, tmp_path: Pat
     assert set(report["heavy"]) <= allowed, report
     assert elapsed < 10, elapsed  # about 0.5 s on an idle machine; torch alone takes seconds
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_library_error_after_a_signal_still_ends_as_aborted(monkeypatch, capsys) -> None:
+    """NNCF or a runtime may catch the Interrupted raised in its frames and raise its own error:
+    after a signal, any failure ends as `aborted` with the signal's code, never 70 or 9."""
+    import importlib
+    import signal
+
+    cli_app = importlib.import_module("bertc.compiler.cli.app")  # the module, not the Typer
+
+    def quantize_caught_the_signal(*_args, **_kwargs):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException as caught:  # what a library's own `except BaseException` does
+            raise RuntimeError("statistics collection failed") from caught
+
+    monkeypatch.setattr(cli_app, "plain_run_arguments", lambda words: None)
+    monkeypatch.setattr(cli_app, "app", quantize_caught_the_signal)
+    monkeypatch.setattr(sys, "argv", ["bertc", "compile"])
+    with pytest.raises(SystemExit) as exited:
+        cli_app.main()
+    assert exited.value.code == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["aborted"]
