@@ -357,3 +357,55 @@ def test_a_code_executing_pickle_is_refused_without_running(
     assert_refused(done, EXIT_UNSAFE, "safe loading refused", "posix.system")
     assert "weights_only" not in done.stderr and "False" not in done.stderr
     assert not marker.exists()
+
+
+# ---- a corrupt or truncated model.safetensors
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _garble_header(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:8] + b"{not json" + data[17:])
+
+
+def _cut_tensor_data(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+
+
+CORRUPTIONS = {"truncated header": _truncate, "garbled header": _garble_header}
+CORRUPTIONS["cut tensor data"] = _cut_tensor_data
+
+
+@pytest.mark.parametrize("command", ["compile", "inspect"])
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupt_safetensors_file_is_a_model_file_error(
+    bertc_cli: Callable, compile_cli: Callable, tmp_path: Path, command: str, corruption: str
+) -> None:
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    CORRUPTIONS[corruption](checkpoint / "model.safetensors")
+    if command == "compile":
+        done, artifact = compile_cli(checkpoint)
+        assert not artifact.exists()
+    else:
+        done = bertc_cli("inspect", checkpoint)
+    assert_refused(done, EXIT_MODEL_FILE, "model.safetensors")
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_loading_weights_from_a_corrupt_file_is_a_model_file_error(
+    tmp_path: Path, corruption: str
+) -> None:
+    from bertc.compiler.core.errors import ModelFileError
+    from bertc.compiler.loading import load_weights, read_config
+    from transformers import BertForSequenceClassification
+
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    CORRUPTIONS[corruption](checkpoint / "model.safetensors")
+    with pytest.raises(ModelFileError):
+        load_weights(
+            BertForSequenceClassification, checkpoint, read_config(checkpoint), allow_pickle=False
+        )
