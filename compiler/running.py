@@ -213,12 +213,14 @@ def _length(example: InputLine) -> int:
 
 def _run_batch(label: Labeller, batch: Sequence[InputLine]) -> list[str]:
     """`label(batch)`; when the runtime fails, each example alone, to name the one it fails on."""
-    from bertc.targets.loader import RuntimeFailure
+    from bertc.targets.loader import ArtifactLoadError, RuntimeFailure
 
     try:
         return label(batch)
     except ValueError as error:
         raise UsageError(str(error)) from error
+    except ArtifactLoadError as error:
+        raise ArtifactError(str(error)) from error
     except RuntimeFailure as error:
         failure = error
     for example in batch if len(batch) > 1 else ():
