@@ -409,3 +409,54 @@ def test_loading_weights_from_a_corrupt_file_is_a_model_file_error(
         load_weights(
             BertForSequenceClassification, checkpoint, read_config(checkpoint), allow_pickle=False
         )
+
+
+# ---- label names that would break one-line-per-example output
+
+BAD_LABEL_NAMES = {
+    "newline": ("neg\nEVIL", "U+000A"),
+    "tab": ("neg\tx", "U+0009"),
+    "carriage return": ("neg\rx", "U+000D"),
+    "NUL": ("neg\x00", "U+0000"),
+    "zero-width space": ("neg\u200b", "U+200B"),
+    "line separator": ("neg\u2028", "U+2028"),
+    "paragraph separator": ("neg\u2029", "U+2029"),
+    "empty": ("", "empty"),
+    "blank": ("   ", "empty"),
+    "duplicate": ("positive", "label '1'"),
+}
+
+
+def _label_config(name: str) -> dict[str, Any]:
+    id2label = {"0": name, "1": "positive"}
+    return {"id2label": id2label, "label2id": {value: int(key) for key, value in id2label.items()}}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABEL_NAMES))
+def test_a_label_name_that_cannot_print_on_one_line_is_refused(
+    compile_cli: Callable, tmp_path: Path, case: str
+) -> None:
+    name, words = BAD_LABEL_NAMES[case]
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    edit_json(checkpoint / "config.json", **_label_config(name))
+    done, artifact = compile_cli(checkpoint)
+    assert_refused(done, EXIT_UNSUPPORTED, "id2label", words)
+    assert not artifact.exists()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABEL_NAMES))
+def test_the_contract_names_the_label_id(case: str) -> None:
+    from bertc.compiler.contract import contract_violations
+
+    name, words = BAD_LABEL_NAMES[case]
+    config = {"model_type": "bert", "num_labels": 2, **_label_config(name)}
+    config["label2id"] = {}  # a duplicate name cannot round-trip through label2id
+    (violation,) = [v for v in contract_violations(config) if v.attribute == "id2label"]
+    assert words in violation.rule and "\n" not in str(violation)
+
+
+def test_a_non_string_label_name_is_refused() -> None:
+    from bertc.compiler.contract import contract_violations
+
+    config = {"model_type": "bert", "num_labels": 2, "id2label": {"0": 7, "1": "pos"}}
+    assert any("label '0'" in v.rule for v in contract_violations(config))
