@@ -245,12 +245,12 @@ def _check_ranges(manifest: dict[str, Any], where: str) -> None:
             problem = label_map_problem(labels or {})
             if problem is not None:
                 raise ArtifactError(f"{where}: field {name!r}: {problem}")
-    _check_label_count(manifest, where)
 
 
-def _check_label_count(manifest: dict[str, Any], where: str) -> None:
+def check_label_count(manifest: Mapping[str, Any], where: str) -> None:
     """The label maps cover exactly the model's output ids: 0..N-1, with N the size of the
-    model config's id2label (the head's outputs), the same in `model.labels` and `head.labels`."""
+    model config's id2label (the head's outputs), the same in `model.labels` and `head.labels`;
+    else ArtifactError. Run after the manifest's digest matched (an edit is named as such)."""
     model = manifest["model"]
     labels = model.get("labels")
     if not labels or model["head"] == "encoder":
