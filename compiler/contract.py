@@ -247,9 +247,9 @@ def _label_violations(config: Mapping[str, Any]) -> list[Violation]:
         ):
             found.append(Violation("id2label", id2label, "keys must be 0..num_labels-1"))
             return found
-        problem = label_map_problem(id2label)
-        if problem is not None:
-            found.append(Violation("id2label", id2label, f"{problem}: label names are printed"))
+        unprintable = label_map_problem(id2label)
+        if unprintable is not None:
+            found.append(Violation("id2label", id2label, f"{unprintable}: label names are printed"))
             return found
         if "num_labels" in config and config["num_labels"] != len(id2label):
             found.append(

@@ -635,7 +635,7 @@ _FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = 
     ("", "head", (dict,), False, ()),
     ("head", "problem_type", (str, _NONE), False, _PROBLEM_TYPES),
     ("head", "labels", (dict, _NONE), False, ()),
-    ("head", "threshold", (int, float), False, ()),
+    ("head", "threshold", (float,), False, ()),
     ("", "files", (dict,), True, ()),
     ("", "tokenizer", (dict, _NONE), False, ()),
     ("", "calibration", (dict, _NONE), False, ()),
@@ -676,7 +676,10 @@ def _section(manifest: dict[str, Any], dotted: str) -> Any:
 
 
 def _is_type(value: Any, types: tuple[type, ...]) -> bool:
-    return bool in types if isinstance(value, bool) else isinstance(value, types)
+    """JSON typing: true/false are not integers, an integer is a number."""
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types) or (isinstance(value, int) and float in types)
 
 
 def _check_fields(manifest: dict[str, Any], where: str) -> None:
