@@ -222,8 +222,6 @@ def _check_ranges(manifest: dict[str, Any], where: str) -> None:
             f"{where}: field 'schema_version' is {version}; this bertc reads "
             f"{SUPPORTED_SCHEMA_VERSIONS.start} to {SUPPORTED_SCHEMA_VERSIONS.stop - 1}"
         )
-    for name in manifest["files"]:
-        check_relative_path(name, "files entry", where)
     length = manifest["model"]["max_sequence_length"]
     if not 1 <= length <= MAX_SEQUENCE_LENGTH:
         raise ArtifactError(
