@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bertc.compiler.core.activations import SUPPORTED_HIDDEN_ACTS
+from bertc.compiler.core.manifest_schema import label_map_problem
 
 # Activations transformers' BERT applies by name (ACT2FN) that every recipe recognises
 # (`core/activations.py`); parametrised ones (prelu, xielu) would get random weights.
@@ -245,6 +246,10 @@ def _label_violations(config: Mapping[str, Any]) -> list[Violation]:
             range(len(keys))
         ):
             found.append(Violation("id2label", id2label, "keys must be 0..num_labels-1"))
+            return found
+        unprintable = label_map_problem(id2label)
+        if unprintable is not None:
+            found.append(Violation("id2label", id2label, f"{unprintable}: label names are printed"))
             return found
         if "num_labels" in config and config["num_labels"] != len(id2label):
             found.append(

@@ -19,6 +19,7 @@ from bertc.compiler.core.manifest import MANIFEST_FILE, check_integrity, read_ma
 from bertc.compiler.core.sparsity import is_encoder_linear_weight, matrix_sparsity, summarise
 from bertc.compiler.families import family_of_config
 from bertc.compiler.loading import (
+    _first_line,
     find_weight_files,
     load_tokenizer,
     read_config,
@@ -26,6 +27,7 @@ from bertc.compiler.loading import (
     resolve_source,
     tokenizer_violations,
 )
+from safetensors import SafetensorError
 
 _LAYER_PATTERN = re.compile(r"(?:^|\.)layer\.(\d+)\.")
 
@@ -109,8 +111,10 @@ def inspect_checkpoint(source: str, allow_pickle: bool = False) -> dict[str, Any
                     matrices.append(matrix_sparsity(name, tensor.float().numpy()))
         except pickle.UnpicklingError as error:
             raise refused_pickle(weight_file, error) from error
-        except (OSError, RuntimeError, ValueError, EOFError) as error:
-            raise ModelFileError(f"{weight_file} is not readable: {error}") from error
+        except (OSError, RuntimeError, ValueError, EOFError, SafetensorError) as error:
+            raise ModelFileError(
+                f"{weight_file} is not readable (corrupt or truncated): {_first_line(error)}"
+            ) from error
     layers = [
         {
             "layer": name,

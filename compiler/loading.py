@@ -27,6 +27,7 @@ from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.sparsity import SparsityReport, analyse_module
 from bertc.compiler.families import ModelFamily, check_supported, detect_family
 from bertc.compiler.options import DEFAULT_MAX_SEQUENCE_LENGTH, sequence_length
+from safetensors import SafetensorError
 
 SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -413,7 +414,7 @@ def load_weights(
         model, info = cls.from_pretrained(str(directory), **kwargs)
     except pickle.UnpicklingError as error:
         raise refused_pickle(directory, error) from error
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise ModelFileError(
             f"could not load the weights in {directory}: {_first_line(error)}"
         ) from error

@@ -169,16 +169,21 @@ def run_artifact(
 
 
 def _check_text_count(artifact: Path, model: Any, example: InputLine) -> None:
+    """UsageError (exit 2) for TEXT arguments, DataError (exit 7) naming the line for a --file
+    line, when the example holds another number of texts than the model takes."""
     if model.head == "encoder":
         return
     if model.pair and example.text_pair is None:
-        raise UsageError(f"{artifact} takes two texts (a sentence pair) per example")
+        problem = f"{artifact} takes two texts (a sentence pair) per example"
+        if example.line:
+            raise DataError(f"{problem}, but {example.where} holds one (no tab)")
+        raise UsageError(problem)
     if not model.pair and example.text_pair is not None:
+        problem = f"{artifact} takes one text per example"
+        if example.line:
+            raise DataError(f"{problem}, but {example.where} holds two (separated by a tab)")
         # A common cause: a value after a flag that takes none (`--json true`).
-        raise UsageError(
-            f"{artifact} takes one text per example, but a second text was given: "
-            f"{example.text_pair!r}"
-        )
+        raise UsageError(f"{problem}, but a second text was given: {example.text_pair!r}")
 
 
 def _chunks(examples: Iterable[InputLine], size: int) -> Iterator[list[InputLine]]:
@@ -208,12 +213,14 @@ def _length(example: InputLine) -> int:
 
 def _run_batch(label: Labeller, batch: Sequence[InputLine]) -> list[str]:
     """`label(batch)`; when the runtime fails, each example alone, to name the one it fails on."""
-    from bertc.targets.loader import RuntimeFailure
+    from bertc.targets.loader import ArtifactLoadError, RuntimeFailure
 
     try:
         return label(batch)
     except ValueError as error:
         raise UsageError(str(error)) from error
+    except ArtifactLoadError as error:
+        raise ArtifactError(str(error)) from error
     except RuntimeFailure as error:
         failure = error
     for example in batch if len(batch) > 1 else ():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,12 +203,21 @@ class TextModel:
         return results
 
     def logits(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
-        """The model's first output for each example, shape [len(texts), outputs]."""
+        """The model's first output for each example, shape [len(texts), outputs].
+        ArtifactLoadError when a classifier's outputs are not as many as its labels."""
         texts = _as_texts(texts, "texts")
         if not texts:
             return np.zeros((0, max(len(self.labels), 1)), dtype=np.float32)
         output = self.outputs(texts, text_pairs)[0]
-        return output.reshape(len(texts), -1) if self.head != "encoder" else output
+        if self.head == "encoder":
+            return output
+        scores = output.reshape(len(texts), -1)
+        if self.labels and scores.shape[1] != len(self.labels):
+            raise ArtifactLoadError(
+                f"{self.artifact_dir}: the model has {scores.shape[1]} outputs, but the manifest "
+                f"names {len(self.labels)} labels"
+            )
+        return scores
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """A sentence encoder's embeddings, shape [len(texts), hidden]: the mean of the last
@@ -612,9 +622,20 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 
 
 _NONE = type(None)
+# The manifest schema versions this loader reads (bertc's SUPPORTED_SCHEMA_VERSIONS).
+SUPPORTED_SCHEMA_VERSIONS = range(1, 2)
+_PROBLEM_TYPES = (SINGLE_LABEL, MULTI_LABEL, "regression", None)
+# Characters a label name may not hold (bertc's FORBIDDEN_LABEL_CATEGORIES): control, format,
+# line and paragraph separators; a tab or newline would break one-line-per-example output.
+_FORBIDDEN_LABEL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # The fields this loader reads: (section, key, allowed types, required, allowed values).
 _FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = (
+    ("", "schema_version", (int,), True, ()),
     ("", "task", (str, _NONE), False, ()),
+    ("", "head", (dict,), False, ()),
+    ("head", "problem_type", (str, _NONE), False, _PROBLEM_TYPES),
+    ("head", "labels", (dict, _NONE), False, ()),
+    ("head", "threshold", (float,), False, ()),
     ("", "files", (dict,), True, ()),
     ("", "tokenizer", (dict, _NONE), False, ()),
     ("", "calibration", (dict, _NONE), False, ()),
@@ -655,7 +676,10 @@ def _section(manifest: dict[str, Any], dotted: str) -> Any:
 
 
 def _is_type(value: Any, types: tuple[type, ...]) -> bool:
-    return bool in types if isinstance(value, bool) else isinstance(value, types)
+    """JSON typing: true/false are not integers, an integer is a number."""
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types) or (isinstance(value, int) and float in types)
 
 
 def _check_fields(manifest: dict[str, Any], where: str) -> None:
@@ -709,9 +733,71 @@ def _check_fields(manifest: dict[str, Any], where: str) -> None:
     for key, value in (model.get("labels") or {}).items():
         if not (key.isascii() and key.isdigit()) or not isinstance(value, str):
             raise ArtifactLoadError(f"{where}: field 'model.labels' holds {key!r}: {value!r}")
+    _check_version_and_files(manifest, where)
+    _check_labels(manifest, where)
     for key, value in (manifest["runtime"].get("compile_config") or {}).items():
         if not isinstance(value, (str, int, float)):
             raise ArtifactLoadError(f"{where}: field 'runtime.compile_config.{key}' is {value!r}")
+
+
+def _check_version_and_files(manifest: dict[str, Any], where: str) -> None:
+    """A schema version this loader reads, and plain relative names in the files section."""
+    version = manifest["schema_version"]
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise ArtifactLoadError(
+            f"{where}: field 'schema_version' is {version}; this loader reads "
+            f"{SUPPORTED_SCHEMA_VERSIONS.start} to {SUPPORTED_SCHEMA_VERSIONS.stop - 1}"
+        )
+    for name in manifest["files"]:
+        if not _plain_relative(name):
+            raise ArtifactLoadError(
+                f"{where}: the files section names {name!r}, not a plain relative path inside "
+                "the artifact"
+            )
+
+
+def label_name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a label name (None: it can): not a string, empty or blank, or
+    holding a control, format, line or paragraph separator character."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name.strip():
+        return "is empty"
+    bad = next((c for c in name if unicodedata.category(c) in _FORBIDDEN_LABEL_CATEGORIES), None)
+    return None if bad is None else f"holds the control character U+{ord(bad):04X}"
+
+
+def _check_labels(manifest: dict[str, Any], where: str) -> None:
+    """Every label name fit to print on one line, no name twice, keys 0..N-1 with N the
+    model's outputs (its config's id2label), and the head section's map the same."""
+    model = manifest["model"]
+    labels = model.get("labels") or {}
+    head = manifest.get("head")
+    head_labels = head.get("labels") if isinstance(head, dict) else None
+    for field, mapping in (("model.labels", labels), ("head.labels", head_labels or {})):
+        seen: dict[Any, str] = {}
+        for key, name in mapping.items():
+            problem = label_name_problem(name)
+            if problem is None and name in seen:
+                problem = f"has the name of label {seen[name]!r}"
+            if problem is not None:
+                raise ArtifactLoadError(f"{where}: field {field!r}: label {key!r} {problem}")
+            seen[name] = key
+    if not labels or model["head"] == "encoder":
+        return
+    if set(labels) != {str(index) for index in range(len(labels))}:
+        raise ArtifactLoadError(
+            f"{where}: field 'model.labels' keys are not 0 to {len(labels) - 1}"
+        )
+    config = model.get("config")
+    id2label = config.get("id2label") if isinstance(config, dict) else None
+    if isinstance(id2label, dict) and len(id2label) != len(labels):
+        raise ArtifactLoadError(
+            f"{where}: field 'model.labels' names {len(labels)} labels, but the model has "
+            f"{len(id2label)} outputs"
+        )
+    if head_labels is not None and head_labels != labels:
+        raise ArtifactLoadError(f"{where}: field 'head.labels' differs from 'model.labels'")
 
 
 def _plain_relative(value: str) -> bool:

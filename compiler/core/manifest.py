@@ -23,6 +23,7 @@ from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.manifest_schema import (
     MANIFEST_DIGEST_FIELD,
     check_contained,
+    check_label_count,
     check_named_paths,
     check_relative_path,
     validate_manifest,
@@ -180,6 +181,7 @@ def check_integrity(directory: Path, manifest: Mapping[str, Any]) -> None:
             f"artifact {directory} failed its integrity check: {MANIFEST_FILE} has changed since "
             f"the build (its sha256 differs from {MANIFEST_DIGEST_FIELD})"
         )
+    check_label_count(manifest, f"artifact {directory}")
     recorded = manifest["files"]
     for name in recorded:
         check_relative_path(name, "files entry", f"artifact {directory}")

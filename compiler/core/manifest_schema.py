@@ -8,6 +8,7 @@ report code reads it.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -16,6 +17,11 @@ from bertc.compiler.core.errors import ArtifactError
 
 # The manifest's own digest: sha256 of its canonical JSON without this field (see manifest.py).
 MANIFEST_DIGEST_FIELD = "manifest_sha256"
+# The manifest schema versions this bertc reads (core/manifest.py writes the newest).
+SUPPORTED_SCHEMA_VERSIONS = range(1, 2)
+# Unicode categories a label name may not hold: control, format, line and paragraph separators
+# (a tab or newline in a label would break `bertc run`'s one-line-per-example output).
+FORBIDDEN_LABEL_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # Longest sequence (tokens) and largest static bucket a manifest may name.
 MAX_SEQUENCE_LENGTH = 1 << 16
 
@@ -75,14 +81,28 @@ FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("sparsity", (dict, _NONE), False),
     ("host", (dict,), False),
     ("notes", (list,), False),
+    ("head", (dict,), False),
+    ("head.problem_type", (str, _NONE), False),
+    ("head.scores", (str, _NONE), False),
+    ("head.labels", (dict, _NONE), False),
+    ("head.labels{}", (str,), True),
+    ("head.labels_named", (bool,), False),
+    ("head.threshold", (float,), False),
     ("notes[]", (str,), True),
 )
 # Values bertc and its loader know; anything else is refused rather than guessed at.
-CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[str | None, ...]] = {
     "model.head": ("classifier", "regression", "encoder"),
     "model.inputs[]": ("input_ids", "attention_mask", "token_type_ids"),
     "runtime.name": ("openvino", "onnxruntime"),
     "tokenizer.mode": ("fused", "separate", "none"),
+    "head.problem_type": (
+        "single_label_classification",
+        "multi_label_classification",
+        "regression",
+        None,
+    ),
+    "head.scores": ("softmax", "sigmoid", "identity", None),
 }
 # Files the manifest names that a runtime or tokenizer reads (the tokenizer_dir: a folder).
 PATH_FIELDS = (
@@ -162,12 +182,46 @@ def validate_manifest(manifest: Any, where: str) -> None:
             if field in CHOICES and value not in CHOICES[field]:
                 raise ArtifactError(
                     f"{where}: field {name!r} is {value!r}; bertc knows "
-                    + ", ".join(CHOICES[field])
+                    + ", ".join(map(str, CHOICES[field]))
                 )
     _check_ranges(manifest, where)
 
 
+def label_name_problem(name: Any) -> str | None:
+    """Why `name` cannot be a label name (None: it can): not a string, empty or blank, or
+    holding a control, format, line or paragraph separator character (tab and newline among
+    them), which would break one-line-per-example output."""
+    if not isinstance(name, str):
+        return f"is {_describe(name)}, not a string"
+    if not name.strip():
+        return "is empty"
+    bad = next((c for c in name if unicodedata.category(c) in FORBIDDEN_LABEL_CATEGORIES), None)
+    if bad is not None:
+        return f"holds the control character U+{ord(bad):04X}"
+    return None
+
+
+def label_map_problem(labels: Mapping[Any, Any]) -> str | None:
+    """The first label (by id) whose name `label_name_problem` refuses, or a name two ids share,
+    as `label 'ID' ...`; None when every name is fit to print."""
+    seen: dict[Any, Any] = {}
+    for key, name in labels.items():
+        problem = label_name_problem(name)
+        if problem is not None:
+            return f"label {key!r} {problem}"
+        if name in seen:
+            return f"label {key!r} has the name {name!r} of label {seen[name]!r}"
+        seen[name] = key
+    return None
+
+
 def _check_ranges(manifest: dict[str, Any], where: str) -> None:
+    version = manifest["schema_version"]
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise ArtifactError(
+            f"{where}: field 'schema_version' is {version}; this bertc reads "
+            f"{SUPPORTED_SCHEMA_VERSIONS.start} to {SUPPORTED_SCHEMA_VERSIONS.stop - 1}"
+        )
     length = manifest["model"]["max_sequence_length"]
     if not 1 <= length <= MAX_SEQUENCE_LENGTH:
         raise ArtifactError(
@@ -184,6 +238,34 @@ def _check_ranges(manifest: dict[str, Any], where: str) -> None:
             raise ArtifactError(
                 f"{where}: field 'model.labels' has the key {key!r}, not a class index"
             )
+    for field in ("model.labels", "head.labels"):
+        for name, labels in _values_at(manifest, field):
+            problem = label_map_problem(labels or {})
+            if problem is not None:
+                raise ArtifactError(f"{where}: field {name!r}: {problem}")
+
+
+def check_label_count(manifest: Mapping[str, Any], where: str) -> None:
+    """The label maps cover exactly the model's output ids: 0..N-1, with N the size of the
+    model config's id2label (the head's outputs), the same in `model.labels` and `head.labels`;
+    else ArtifactError. Run after the manifest's digest matched (an edit is named as such)."""
+    model = manifest["model"]
+    labels = model.get("labels")
+    if not labels or model["head"] == "encoder":
+        return
+    expected = {str(index) for index in range(len(labels))}
+    if set(labels) != expected:
+        raise ArtifactError(f"{where}: field 'model.labels' keys are not 0 to {len(labels) - 1}")
+    id2label = model["config"].get("id2label")
+    if isinstance(id2label, dict) and len(id2label) != len(labels):
+        raise ArtifactError(
+            f"{where}: field 'model.labels' names {len(labels)} labels, but the model has "
+            f"{len(id2label)} outputs"
+        )
+    head = manifest.get("head")
+    head_labels = head.get("labels") if isinstance(head, dict) else None
+    if head_labels is not None and head_labels != labels:
+        raise ArtifactError(f"{where}: field 'head.labels' differs from 'model.labels'")
 
 
 def _join(parent: str, key: str) -> str:

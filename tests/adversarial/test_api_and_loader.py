@@ -255,3 +255,48 @@ def test_unpack_paths_that_do_not_exist(packed, tmp_path: Path) -> None:
 def test_every_failure_here_is_a_bertc_error() -> None:
     for error in (ArtifactError, OutputExistsError, UsageError):
         assert issubclass(error, BertcError) and error.exit_code not in (0, 1, 70)
+
+
+# ---- a label map that does not cover the model's outputs
+
+
+@pytest.mark.parametrize("labels", [{"0": "only"}, {"0": "a", "1": "b", "2": "c"}], ids=len)
+def test_labels_that_miss_the_models_outputs_are_refused_when_they_run(
+    compile_once, tiny_classifier, loader, tmp_path: Path, labels: dict, bertc_cli
+) -> None:
+    """A resealed manifest whose every label map agrees (so load() passes) but whose model has
+    another number of outputs: predict() is an ArtifactLoadError, `bertc run` exit 11."""
+    import shutil
+
+    from bertc.compiler.core.manifest import write_manifest
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(compile_once(tiny_classifier, "onnx").artifact_dir, artifact)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["model"]["labels"] = manifest["head"]["labels"] = labels
+    manifest["model"]["config"]["id2label"] = labels
+    manifest["model"]["config"]["label2id"] = {name: int(i) for i, name in labels.items()}
+    write_manifest(artifact, manifest)
+    model = loader.load(artifact)
+    with pytest.raises(loader.ArtifactLoadError, match=f"names {len(labels)} labels"):
+        model.predict(["good movie"])
+    done = bertc_cli("run", artifact, "good movie")
+    assert done.returncode == ArtifactError.exit_code and done.stdout == "", done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "labels" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["neg\nEVIL", "a\tb", "", " ", "x\u200by", "x\x00", 3, None], ids=repr
+)
+def test_the_loader_and_bertc_refuse_the_same_label_names(loader, name) -> None:
+    from bertc.compiler.core.manifest_schema import label_name_problem
+
+    assert label_name_problem(name) is not None
+    assert loader.label_name_problem(name) is not None
+
+
+@pytest.mark.parametrize("name", ["positive", "not_entailment", "très bien", "😀", "a b"])
+def test_printable_label_names_pass_both_checks(loader, name) -> None:
+    from bertc.compiler.core.manifest_schema import label_name_problem
+
+    assert label_name_problem(name) is None and loader.label_name_problem(name) is None

@@ -667,3 +667,48 @@ def test_unpack_refuses_an_out_at_or_inside_its_pack_file(
     assert refused.value.exit_code in (13, 2)
     assert pack.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.bertcpack"]
+
+
+# ---- a line with another number of texts than the model takes
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"good\tmovie\n", b"good\tmovie\nbad\tfilm\n", b"a\tb\r\n"],
+    ids=["one pair line", "every line a pair", "CRLF pair line"],
+)
+def test_a_pair_line_for_a_one_text_model_is_a_data_error_naming_the_line(
+    content: bytes, fused: Path, tmp_path: Path, bertc_cli
+) -> None:
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(content)
+    result = bertc_cli("run", fused, "--file", inputs)
+    assert result.returncode == 7, result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "line 1" in line and "one text" in line
+
+
+SHAPE_MISMATCHES = {
+    "pair line, one-text model": (False, ("good", "movie")),
+    "one-text line, pair model": (True, ("good", None)),
+}
+
+
+@pytest.mark.parametrize("case", list(SHAPE_MISMATCHES))
+@pytest.mark.parametrize("line", [0, 1, 42], ids=["TEXT argument", "line 1", "line 42"])
+def test_a_text_count_mismatch_is_exit_7_for_a_file_line_and_2_for_arguments(
+    case: str, line: int
+) -> None:
+    from types import SimpleNamespace
+
+    from bertc.compiler.running import InputLine, _check_text_count
+
+    pair, (text, text_pair) = SHAPE_MISMATCHES[case]
+    model = SimpleNamespace(head="classifier", pair=pair)
+    expected = DataError if line else UsageError
+    with pytest.raises(expected) as refused:
+        _check_text_count(Path("art"), model, InputLine(line, text, text_pair))
+    assert refused.value.exit_code == (7 if line else 2)
+    assert (f"line {line}" in str(refused.value)) == bool(line)
+    assert "\n" not in str(refused.value)

@@ -357,3 +357,106 @@ def test_a_code_executing_pickle_is_refused_without_running(
     assert_refused(done, EXIT_UNSAFE, "safe loading refused", "posix.system")
     assert "weights_only" not in done.stderr and "False" not in done.stderr
     assert not marker.exists()
+
+
+# ---- a corrupt or truncated model.safetensors
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _garble_header(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:8] + b"{not json" + data[17:])
+
+
+def _cut_tensor_data(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])
+
+
+CORRUPTIONS = {"truncated header": _truncate, "garbled header": _garble_header}
+CORRUPTIONS["cut tensor data"] = _cut_tensor_data
+
+
+@pytest.mark.parametrize("command", ["compile", "inspect"])
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupt_safetensors_file_is_a_model_file_error(
+    bertc_cli: Callable, compile_cli: Callable, tmp_path: Path, command: str, corruption: str
+) -> None:
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    CORRUPTIONS[corruption](checkpoint / "model.safetensors")
+    if command == "compile":
+        done, artifact = compile_cli(checkpoint)
+        assert not artifact.exists()
+    else:
+        done = bertc_cli("inspect", checkpoint)
+    assert_refused(done, EXIT_MODEL_FILE, "model.safetensors")
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_loading_weights_from_a_corrupt_file_is_a_model_file_error(
+    tmp_path: Path, corruption: str
+) -> None:
+    from bertc.compiler.core.errors import ModelFileError
+    from bertc.compiler.loading import load_weights, read_config
+    from transformers import BertForSequenceClassification
+
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    CORRUPTIONS[corruption](checkpoint / "model.safetensors")
+    with pytest.raises(ModelFileError):
+        load_weights(
+            BertForSequenceClassification, checkpoint, read_config(checkpoint), allow_pickle=False
+        )
+
+
+# ---- label names that would break one-line-per-example output
+
+BAD_LABEL_NAMES = {
+    "newline": ("neg\nEVIL", "U+000A"),
+    "tab": ("neg\tx", "U+0009"),
+    "carriage return": ("neg\rx", "U+000D"),
+    "NUL": ("neg\x00", "U+0000"),
+    "zero-width space": ("neg\u200b", "U+200B"),
+    "line separator": ("neg\u2028", "U+2028"),
+    "paragraph separator": ("neg\u2029", "U+2029"),
+    "empty": ("", "empty"),
+    "blank": ("   ", "empty"),
+    "duplicate": ("positive", "label '1'"),
+}
+
+
+def _label_config(name: str) -> dict[str, Any]:
+    id2label = {"0": name, "1": "positive"}
+    return {"id2label": id2label, "label2id": {value: int(key) for key, value in id2label.items()}}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABEL_NAMES))
+def test_a_label_name_that_cannot_print_on_one_line_is_refused(
+    compile_cli: Callable, tmp_path: Path, case: str
+) -> None:
+    name, words = BAD_LABEL_NAMES[case]
+    checkpoint = make_checkpoint(tmp_path / "ck")
+    edit_json(checkpoint / "config.json", **_label_config(name))
+    done, artifact = compile_cli(checkpoint)
+    assert_refused(done, EXIT_UNSUPPORTED, "id2label", words)
+    assert not artifact.exists()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABEL_NAMES))
+def test_the_contract_names_the_label_id(case: str) -> None:
+    from bertc.compiler.contract import contract_violations
+
+    name, words = BAD_LABEL_NAMES[case]
+    config = {"model_type": "bert", "num_labels": 2, **_label_config(name)}
+    config["label2id"] = {}  # a duplicate name cannot round-trip through label2id
+    (violation,) = [v for v in contract_violations(config) if v.attribute == "id2label"]
+    assert words in violation.rule and "\n" not in str(violation)
+
+
+def test_a_non_string_label_name_is_refused() -> None:
+    from bertc.compiler.contract import contract_violations
+
+    config = {"model_type": "bert", "num_labels": 2, "id2label": {"0": 7, "1": "pos"}}
+    assert any("label '0'" in v.rule for v in contract_violations(config))

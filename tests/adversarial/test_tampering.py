@@ -346,3 +346,55 @@ def test_a_plain_shard_index_still_loads(tiny_classifier, tmp_path, monkeypatch,
     checkpoint = sharded_copy(tiny_classifier, tmp_path / "checkpoint")
     code, stderr = cli(monkeypatch, capsys, "inspect", checkpoint)
     assert code == 0, stderr
+
+
+# ---- a resealed manifest (its digest recomputed) that no bertc writes: every reader refuses
+
+
+def _add_listed(name: str) -> Callable[[dict[str, Any]], None]:
+    return lambda m: m["files"].update({name: {"sha256": "0" * 64, "bytes": 1}})
+
+
+def _set_labels(labels: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["model"]["labels"] = labels
+        manifest["head"]["labels"] = labels
+
+    return edit
+
+
+RESEALED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "files names a parent path": (_add_listed("../tiny/config.json"), "../tiny/config.json"),
+    "files names an absolute path": (_add_listed("/etc/hostname"), "/etc/hostname"),
+    "files names a dot path": (_add_listed("./x/../y"), "./x/../y"),
+    "schema version 999": (lambda m: m.update(schema_version=999), "schema"),
+    "schema version 0": (lambda m: m.update(schema_version=0), "schema"),
+    "head a string": (lambda m: m.update(head="evil"), "head"),
+    "head a list": (lambda m: m.update(head=[]), "head"),
+    "head problem type unknown": (lambda m: m["head"].update(problem_type="evil"), "head"),
+    "too few labels": (_set_labels({"0": "a"}), "labels"),
+    "too many labels": (_set_labels({"0": "a", "1": "b", "2": "c"}), "labels"),
+    "labels not 0..N-1": (_set_labels({"0": "a", "5": "b"}), "labels"),
+    "head labels differ": (lambda m: m["head"].update(labels={"0": "x", "1": "y"}), "labels"),
+    "newline in a label": (_set_labels({"0": "neg\nEVIL", "1": "pos"}), "U+000A"),
+    "tab in a label": (_set_labels({"0": "neg", "1": "p\tos"}), "U+0009"),
+    "empty label": (_set_labels({"0": "", "1": "pos"}), "empty"),
+    "blank label": (_set_labels({"0": "neg", "1": "  "}), "empty"),
+    "zero-width label": (_set_labels({"0": "neg\u200b", "1": "pos"}), "U+200B"),
+    "line separator label": (_set_labels({"0": "neg\u2028x", "1": "pos"}), "U+2028"),
+    "duplicate labels": (_set_labels({"0": "same", "1": "same"}), "label '1'"),
+}
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("edit", list(RESEALED))
+def test_a_resealed_manifest_no_bertc_writes_is_refused(
+    artifact, glue_data_dir, monkeypatch, capsys, edit, reader
+) -> None:
+    directory = artifact("onnx")
+    manifest = read(directory)
+    change, word = RESEALED[edit]
+    change(manifest)
+    write_manifest(directory, manifest)
+    message = refusal(reader, directory, glue_data_dir, monkeypatch, capsys)
+    assert word in message, message
