@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from bertc.compiler.core.files import finite_json
 from bertc.compiler.core.progress import Progress
 
 _CONSOLES: dict[str, Any] = {}
@@ -61,7 +62,11 @@ COMPILE_STAGES = {
 
 
 def print_json(document: Any) -> None:
-    print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+    """`document` as strict JSON on stdout: a NaN or infinite float prints as null."""
+    text = json.dumps(
+        finite_json(document), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
+    )
+    print(text)
 
 
 def warning(message: str) -> None:

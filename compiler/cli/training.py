@@ -38,7 +38,7 @@ from bertc.compiler.cli.options import (
     resolve_alias,
 )
 from bertc.compiler.core.errors import UsageError
-from bertc.compiler.core.files import TRAINING_OUTPUT, check_output
+from bertc.compiler.core.files import TRAINING_OUTPUT, check_checkpoints, check_output
 
 TRAINING_STAGES = {
     "load": "loading checkpoint",
@@ -104,6 +104,8 @@ def finetune_command(
         "--max-seq-length",
     )
     check_output(out, overwrite, TRAINING_OUTPUT, [model, *_given(data_dir)])  # before torch
+    if grid is None:
+        check_checkpoints(out, [model])
     from bertc.compiler.training.finetune import FinetuneOptions, finetune_model
 
     options = FinetuneOptions(
@@ -255,6 +257,7 @@ def distill_command(
         "--max-seq-length",
     )
     check_output(out, overwrite, TRAINING_OUTPUT, [teacher, student, *_given(data_dir)])
+    check_checkpoints(out, [teacher, student])
     from bertc.compiler.training.distill import DistillOptions, distill_model
 
     options = DistillOptions(

@@ -124,3 +124,10 @@ class OutputWriteError(BertcError):
     (EROFS), or no permission (EACCES, EPERM). The message names the path."""
 
     exit_code = 17
+
+
+class TrainingDivergedError(BertcError):
+    """Training diverged: a non-finite loss or weights; nothing is written; lower
+    --learning-rate."""
+
+    exit_code = 18

@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from bertc.compiler.core.errors import OutputExistsError, OutputWriteError, UsageError
 from bertc.compiler.core.manifest import MANIFEST_FILE, REPORTS_DIR, SIGNATURE_FILE
@@ -36,6 +38,16 @@ ARTIFACT = "artifact"
 TRAINING_OUTPUT = "training output"
 # Kinds of temporary sibling: a build in progress, an old output set aside, a grid's trials.
 STAGING_KINDS = ("partial", "old", "grid")
+# A training run's per-epoch states live beside its --out, in OUT.checkpoints/epoch-N/.
+CHECKPOINTS_SUFFIX = ".checkpoints"
+STATE_FILE = "training_state.pt"
+HASH_SUFFIX = ".sha256"
+EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+# What an epoch directory may hold: the state, its hash, and their in-flight temporaries.
+_STATE_ENTRY = re.compile(
+    rf"^(?:{re.escape(STATE_FILE)}(?:{re.escape(HASH_SUFFIX)}|\.partial)?"
+    rf"|\.{re.escape(STATE_FILE + HASH_SUFFIX)}\..+\.tmp)$"
+)
 PREVIOUS = "previous"  # the old output's name inside its `.NAME.old-PID-XXXX` directory
 # What a full, read-only or forbidden file system answers a write with.
 WRITE_ERRNOS = frozenset(
@@ -57,6 +69,24 @@ def write_text_atomically(path: Path, text: str) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float (in dicts, lists, tuples) replaced by None:
+    strict JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    return value
+
+
+def report_text(report: Any) -> str:
+    """A report as strict JSON (indented, keys sorted, a final newline): non-finite floats
+    become null (`finite_json`), so no reader meets a bare NaN or Infinity."""
+    return json.dumps(finite_json(report), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 # ---- what bertc made ----
@@ -93,6 +123,49 @@ def is_bertc_training_output(path: Path) -> bool:
         return False
     reports = (_json_object(path / name) for name in TRAINING_REPORTS)
     return any(report is not None and report.keys() >= REPORT_KEYS for report in reports)
+
+
+def checkpoint_dir_for(out_dir: Path) -> Path:
+    """Where the per-epoch checkpoints of a training run writing `out_dir` live."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + CHECKPOINTS_SUFFIX)
+
+
+def is_bertc_checkpoints(path: Path) -> bool:
+    """A real directory (not a link) holding nothing but `epoch-N` directories of training
+    states (training_state.pt, its .sha256, and their temporaries), or nothing at all."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    for epoch in path.iterdir():
+        if epoch.is_symlink() or not epoch.is_dir() or not EPOCH_DIR.match(epoch.name):
+            return False
+        for entry in epoch.iterdir():
+            if entry.is_symlink() or not entry.is_file() or not _STATE_ENTRY.match(entry.name):
+                return False
+    return True
+
+
+def check_checkpoints(out_dir: Path, sources: Iterable[str | Path] = ()) -> None:
+    """OutputExistsError (exit 13) when `out_dir`'s checkpoints directory (`checkpoint_dir_for`)
+    exists and a training run may not create, resume from or remove it: it is not bertc's own
+    (`is_bertc_checkpoints`), or it is, holds or lies inside one of the run's inputs. Cheap:
+    commands call it before anything heavy is imported."""
+    checkpoints = checkpoint_dir_for(out_dir)
+    if not (checkpoints.exists() or checkpoints.is_symlink()):
+        return
+    for source in sources:
+        relation = _relation(checkpoints, Path(source)) if Path(source).exists() else None
+        if relation:
+            raise OutputExistsError(
+                f"{checkpoints} (where this run keeps its checkpoints) {relation} the run's "
+                f"input {source}; choose another --out"
+            )
+    if not is_bertc_checkpoints(checkpoints):
+        raise OutputExistsError(
+            f"{checkpoints} exists and is not bertc's checkpoints directory (it holds other "
+            "files); this run would replace it: move it away or choose another --out"
+        )
 
 
 RECOGNISERS: dict[str, Callable[[Path], bool]] = {

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from bertc.compiler.core.errors import UsageError
+from bertc.compiler.core.files import check_checkpoints
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.training import loop as training
 from bertc.compiler.training.finetune import (
@@ -224,6 +225,7 @@ def distill_model(
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
     check_options(options, out_dir, [teacher_source, student_source])
+    check_checkpoints(out_dir, [teacher_source, student_source])
     _check_distillation(options)
     run = prepare_run(student_source, options, progress)
     progress("load teacher")

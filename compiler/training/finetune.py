@@ -10,7 +10,6 @@ continue.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -24,9 +23,12 @@ from bertc.calibration import GlueTask, get_task, load_examples, sample_examples
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.files import (
     TRAINING_OUTPUT,
+    check_checkpoints,
     check_output,
+    checkpoint_dir_for,
     make_staging_dir,
     move_into_place,
+    report_text,
     writing,
 )
 from bertc.compiler.core.progress import Progress, silent
@@ -34,7 +36,6 @@ from bertc.compiler.options import sequence_length
 from bertc.compiler.training import loop as training
 
 REPORT_FILE = "finetune.json"
-CHECKPOINTS_SUFFIX = ".checkpoints"
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,6 @@ class FinetuneResult:
     @property
     def headline(self) -> float:
         return self.dev_metrics[self.headline_metric]
-
-
-def checkpoint_dir_for(out_dir: Path) -> Path:
-    """Where the per-epoch checkpoints of a run writing `out_dir` live."""
-    out_dir = Path(out_dir)
-    return out_dir.with_name(out_dir.name + CHECKPOINTS_SUFFIX)
 
 
 def keep_layers(model: torch.nn.Module, count: int) -> list[int]:
@@ -183,6 +178,7 @@ def finetune_model(
     run_started = time.perf_counter()
     out_dir = Path(out_dir)
     check_options(options, out_dir, [source])
+    check_checkpoints(out_dir, [source])
     run = prepare_run(source, options, progress)
     settings = train_settings(source, options, run)
     checkpoints = checkpoint_dir_for(out_dir)
@@ -266,9 +262,7 @@ def save_output(
             training.save_checkpoint(run.model, run.tokenizer, run.task, staging, run.max_length)
             if callable(report):
                 report = report(staging)
-            (staging / report_name).write_text(
-                json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+            (staging / report_name).write_text(report_text(report), encoding="utf-8")
         move_into_place(staging, out_dir, overwrite, TRAINING_OUTPUT)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -290,6 +284,11 @@ def check_options(options: Any, out_dir: Path, sources: Sequence[str] = ()) -> N
         raise UsageError(f"--epochs must be at least 1, got {options.epochs}")
     if not (options.learning_rate > 0 and math.isfinite(options.learning_rate)):
         raise UsageError(f"--learning-rate must be positive, got {options.learning_rate}")
+    if options.learning_rate > torch.finfo(torch.float32).max:  # the optimizer's float32 steps
+        raise UsageError(
+            f"--learning-rate must be a float32 number (at most 3.4e38), got "
+            f"{options.learning_rate:g}"
+        )
     if options.max_sequence_length is not None and options.max_sequence_length < 8:
         raise UsageError("--max-sequence-length must be at least 8")
     if options.log_every <= 0:

@@ -14,7 +14,6 @@ earlier trial in grid order, so a grid gives the same winner on either engine.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -27,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from bertc.calibration import get_task
-from bertc.compiler.core.errors import BertcError, UsageError
-from bertc.compiler.core.files import TRAINING_OUTPUT, make_staging_dir, move_into_place
+from bertc.compiler.core.errors import BertcError, TrainingDivergedError, UsageError
+from bertc.compiler.core.files import (
+    TRAINING_OUTPUT,
+    make_staging_dir,
+    move_into_place,
+    report_text,
+)
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.training.finetune import (
     FinetuneOptions,
@@ -149,9 +153,7 @@ def run_grid(
         winner_dir = fetch(winner)
         report = _grid_report(source, options, grid, task.headline_metric, results, winner)
         report["wall_time_s"] = round(time.perf_counter() - started, 2)
-        (winner_dir / GRID_REPORT).write_text(
-            json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
+        (winner_dir / GRID_REPORT).write_text(report_text(report), encoding="utf-8")
         (winner_dir / GRID_TABLE).write_text(
             render_table(results, task.headline_metric, winner) + "\n", encoding="utf-8"
         )
@@ -191,7 +193,12 @@ def _run_in_process(
     results = []
     for trial in trials:
         progress(f"{trial.name} ({trial.index + 1}/{len(trials)})")
-        result = finetune_model(source, workspace / trial.name, trial_options(options, trial))
+        try:
+            result = finetune_model(source, workspace / trial.name, trial_options(options, trial))
+        except TrainingDivergedError as error:  # a failed trial; the others still count
+            results.append(TrialResult(trial, {}, 0, 0.0, error=str(error)))
+            progress(f"{trial.name}: {error}")
+            continue
         results.append(
             TrialResult(trial, dict(result.dev_metrics), result.steps, result.wall_time_s)
         )

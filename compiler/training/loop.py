@@ -33,8 +33,8 @@ from bertc.calibration import (
     compute_metrics,
     predictions_from_logits,
 )
-from bertc.compiler.core.errors import ModelFileError, UsageError
-from bertc.compiler.core.files import write_text_atomically
+from bertc.compiler.core.errors import ModelFileError, TrainingDivergedError, UsageError
+from bertc.compiler.core.files import EPOCH_DIR, HASH_SUFFIX, STATE_FILE, write_text_atomically
 from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import (
@@ -52,10 +52,8 @@ WARMUP_FRACTION = 0.06
 WEIGHT_DECAY = 0.01
 MAX_GRAD_NORM = 1.0
 EVAL_BATCH_SIZE = 64
-STATE_FILE = "training_state.pt"
-# Beside each state file: its sha256 as `sha256sum` writes it, checked before a resume loads it.
-HASH_SUFFIX = ".sha256"
-_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+# STATE_FILE in OUT.checkpoints/epoch-N/ (EPOCH_DIR), and beside it its sha256 (HASH_SUFFIX) as
+# `sha256sum` writes it, checked before a resume loads it (names shared with core.files).
 
 
 # ---- loading ----
@@ -300,11 +298,19 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable.parameters(), settings.max_grad_norm)
-            optimizer.step()
+            try:
+                optimizer.step()
+            except RuntimeError as error:  # a learning rate whose step overflows float32
+                if "overflow" not in str(error):
+                    raise
+                what = f"the optimizer's step {step} overflows float32"
+                raise _diverged(what, settings) from error
             scheduler.step()
             if after_step is not None:
                 after_step()
             losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                raise _diverged(f"the loss at step {step} is {losses[-1]}", settings)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
@@ -315,6 +321,7 @@ def train(
                     f"({(time.perf_counter() - started) / (step - start_step):.2f} s/step)"
                 )
             if checkpoint_dir is not None and step % epoch_steps == 0 and step < settings.steps:
+                check_finite_weights(trainable, settings, step)
                 epoch = step // epoch_steps
                 written.append(
                     _save_state(
@@ -329,11 +336,27 @@ def train(
                     )
                 )
                 progress(f"checkpoint epoch {epoch} (step {step})")
+        check_finite_weights(trainable, settings, settings.steps)
     finally:
         if bar is not None:
             bar.close()
         model.eval()
     return TrainLog(tuple(losses), time.perf_counter() - started, start_step, tuple(written))
+
+
+def _diverged(what: str, settings: TrainSettings) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged: {what} (learning rate {settings.learning_rate:g}); "
+        "nothing is written; lower --learning-rate"
+    )
+
+
+def check_finite_weights(model: torch.nn.Module, settings: TrainSettings, step: int) -> None:
+    """TrainingDivergedError (exit 18) when any floating-point parameter or buffer of `model`
+    holds NaN or an infinity after `step` steps."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _diverged(f"weight {name} holds NaN or infinite values at step {step}", settings)
 
 
 def _bar(total: int, initial: int, enabled: bool):
@@ -425,7 +448,7 @@ def latest_checkpoint(directory: Path, settings: TrainSettings) -> dict[str, Any
     epochs = sorted(
         (int(match[1]), path)
         for path in directory.iterdir()
-        if (match := _EPOCH_DIR.match(path.name)) and (path / STATE_FILE).is_file()
+        if (match := EPOCH_DIR.match(path.name)) and (path / STATE_FILE).is_file()
     )
     if not epochs:
         return None
@@ -484,9 +507,9 @@ def _state_problem(state, settings, epoch_steps, trainable, optimizer, scheduler
     optimizer_problem = _optimizer_problem(state["optimizer"], optimizer, step)
     if optimizer_problem:
         return optimizer_problem
-    schedule = state["scheduler"]
-    if not isinstance(schedule, dict) or schedule.get("last_epoch") != step:
-        return f"its learning-rate schedule is not at step {step}"
+    schedule_problem = _schedule_problem(state["scheduler"], scheduler, step)
+    if schedule_problem:
+        return schedule_problem
     rng = state["torch_rng"]
     expected = torch.get_rng_state()
     if (
@@ -526,43 +549,103 @@ def _tensors_problem(saved: Any, expected: Mapping[str, torch.Tensor], what: str
     return None
 
 
+def _same_value(saved: Any, own: Any) -> bool:
+    """`saved` equals `own` with the same types all the way down (True is not 1, 1 is not 1.0)."""
+    if type(saved) is not type(own):
+        return False
+    if isinstance(own, list | tuple):
+        return len(saved) == len(own) and all(map(_same_value, saved, own))
+    if isinstance(own, dict):
+        return saved.keys() == own.keys() and all(_same_value(saved[k], own[k]) for k in own)
+    return saved == own
+
+
+def _finite_floats(value: Any, count: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == count
+        and all(isinstance(item, float) and math.isfinite(item) for item in value)
+    )
+
+
 def _optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer, step: int) -> str | None:
-    """Why `saved` is not AdamW's state for this model's parameters after `step` steps."""
+    """Why `saved` is not AdamW's state for this model's parameters after `step` steps: its
+    groups must have this optimizer's keys and hyperparameters (the learning rate finite and
+    non-negative), each parameter's state a step count of exactly `step` and finite moments of
+    the parameter's shape and dtype, the second moment non-negative."""
     if not isinstance(saved, Mapping) or not {"state", "param_groups"} <= set(saved):
         return "its optimizer state is malformed"
     groups, own = saved["param_groups"], optimizer.param_groups
     if not isinstance(groups, list) or len(groups) != len(own):
         return "its optimizer's parameter groups are not this model's"
-    shapes = {}
+    parameters = {}
     for index, (group, mine) in enumerate(zip(groups, own, strict=True)):
-        if not isinstance(group, dict) or len(group.get("params", ())) != len(mine["params"]):
-            return "its optimizer's parameter groups are not this model's"
-        if not all(
-            isinstance(group.get(key), float) and math.isfinite(group[key])
-            for key in ("lr", "weight_decay")
+        if (
+            not isinstance(group, dict)
+            or group.keys() != mine.keys()
+            or not isinstance(group["params"], list)
+            or len(group["params"]) != len(mine["params"])
         ):
-            return f"its optimizer's group {index} has no finite learning rate or decay"
-        shapes.update(zip(group["params"], (p.shape for p in mine["params"]), strict=True))
+            return "its optimizer's parameter groups are not this model's"
+        lr = group["lr"]
+        if not (isinstance(lr, float) and math.isfinite(lr) and lr >= 0):
+            return f"its optimizer's group {index} has no finite learning rate"
+        for key in mine.keys() - {"params", "lr"}:
+            if not _same_value(group[key], mine[key]):
+                return f"its optimizer's group {index} has another {key} than this run's"
+        parameters.update(zip(group["params"], mine["params"], strict=True))
     states = saved["state"]
-    if not isinstance(states, Mapping) or not set(states) <= set(shapes):
+    if not isinstance(states, Mapping) or not set(states) <= set(parameters):
         return "its optimizer state names parameters this model lacks"
     for key, entry in states.items():
-        if not isinstance(entry, Mapping):
-            return "its optimizer state is malformed"
+        if not isinstance(entry, Mapping) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            return f"its optimizer state of parameter {key} is malformed"
+        parameter = parameters[key]
         for name in ("exp_avg", "exp_avg_sq"):
-            value = entry.get(name)
-            if not isinstance(value, torch.Tensor) or value.shape != shapes[key]:
+            value = entry[name]
+            if (
+                not isinstance(value, torch.Tensor)
+                or value.shape != parameter.shape
+                or value.dtype != parameter.dtype
+            ):
                 return f"its optimizer's {name} of parameter {key} does not fit the model"
             if not _is_finite_tensor(value):
                 return f"its optimizer's {name} of parameter {key} holds NaN or infinite values"
-        count = entry.get("step")
+        if bool((entry["exp_avg_sq"] < 0).any()):
+            return f"its optimizer's exp_avg_sq of parameter {key} is negative"
+        count = entry["step"]
         if (
             not isinstance(count, torch.Tensor)
             or count.numel() != 1
-            or not _is_finite_tensor(count)
-            or count.item() > step
+            or not count.is_floating_point()
+            or count.item() != step
         ):
-            return f"its optimizer's step count of parameter {key} is past step {step}"
+            return f"its optimizer's step count of parameter {key} is not step {step}"
+    return None
+
+
+def _schedule_problem(saved: Any, scheduler: Any, step: int) -> str | None:
+    """Why `saved` is not this run's learning-rate schedule after `step` steps: the fields of a
+    fresh schedule, of the same types and lengths, at `step`, from this run's base rates, with
+    finite last rates, one per parameter group."""
+    own = scheduler.state_dict()
+    if not isinstance(saved, dict) or saved.keys() != own.keys():
+        return "its learning-rate schedule is malformed"
+    if not _is_int(saved["last_epoch"]) or saved["last_epoch"] != step:
+        return f"its learning-rate schedule is not at step {step}"
+    count = saved.get("_step_count", step + 1)  # torch counts the first call as one step
+    if not _is_int(count) or count != step + 1:
+        return f"its learning-rate schedule's step count is not {step + 1}"
+    if not _same_value(saved["base_lrs"], own["base_lrs"]):
+        return "its learning-rate schedule's base rates are not this run's"
+    groups = len(own["base_lrs"])
+    if "_last_lr" in own and not _finite_floats(saved["_last_lr"], groups):
+        return f"its learning-rate schedule's last rates are not {groups} finite numbers"
+    for key in own.keys() - {"last_epoch", "_step_count", "base_lrs", "_last_lr"}:
+        if type(saved[key]) is not type(own[key]) or (
+            not isinstance(own[key], bool | int | float) and not _same_value(saved[key], own[key])
+        ):
+            return f"its learning-rate schedule's {key} is not this run's"
     return None
 
 
@@ -573,7 +656,7 @@ def _restore(state, trainable, optimizer, scheduler) -> tuple[int, list[float]]:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as error:
+    except Exception as error:  # torch raises many types for a state it cannot take
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelFileError(
             f"{state.get('path', STATE_FILE)} cannot be restored: {first}"

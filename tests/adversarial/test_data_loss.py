@@ -302,3 +302,121 @@ def test_a_failed_verify_gate_with_overwrite_leaves_the_previous_artifact_byte_i
     assert report["artifact_dir"] == str(out) and report["gate"]["passed"] is False
     assert ".partial-" not in result.stdout + result.stderr
     assert tree_digest(root) == before
+
+
+# ---- OUT.checkpoints: the sibling where finetune and distill keep their epoch states ----
+#
+# A run creates, resumes from and at its end removes `OUT.checkpoints`; so whatever stands at
+# that name must be bertc's own (epoch-N folders of training states, nothing else) and no input
+# of the run, with or without --overwrite or --resume; anything else is refused with exit 13
+# before training starts, every file kept.
+
+
+def _checkpoints_of(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoints")
+
+
+def checkpoints_user_folder(root: Path, model: Path) -> Path:
+    user_files(root).rename(_checkpoints_of(root / "out"))
+    return root / "out"
+
+
+def checkpoints_a_file(root: Path, model: Path) -> Path:
+    _checkpoints_of(root / "out").write_text("a file, not a folder")
+    return root / "out"
+
+
+def checkpoints_link_to_user_files(root: Path, model: Path) -> Path:
+    _checkpoints_of(root / "out").symlink_to(user_files(root), target_is_directory=True)
+    return root / "out"
+
+
+def checkpoints_with_a_stray_file(root: Path, model: Path) -> Path:
+    """bertc's layout, plus one file of the user's inside an epoch folder."""
+    epoch = _checkpoints_of(root / "out") / "epoch-1"
+    epoch.mkdir(parents=True)
+    (epoch / "training_state.pt").write_bytes(b"state")
+    (epoch / "notes.txt").write_text("mine")
+    return root / "out"
+
+
+def checkpoints_is_the_source(root: Path, model: Path) -> Path:
+    """The input checkpoint is itself named OUT.checkpoints (a model `X.checkpoints`, --out X)."""
+    source = model.rename(_checkpoints_of(model))
+    return source.with_name(model.name)
+
+
+def checkpoints_holds_the_source(root: Path, model: Path) -> Path:
+    """OUT.checkpoints is the folder holding the input checkpoint."""
+    holder = _checkpoints_of(root / "out")
+    holder.mkdir()
+    model.rename(holder / model.name)
+    return root / "out"
+
+
+# Each case: how to lay out the folder (given the root and the input) and where --out points.
+CHECKPOINT_SIBLINGS: dict[str, Callable[[Path, Path], Path]] = {
+    "a folder of user files": checkpoints_user_folder,
+    "a file": checkpoints_a_file,
+    "a link to user files": checkpoints_link_to_user_files,
+    "bertc's layout with a stray file": checkpoints_with_a_stray_file,
+    "the source checkpoint": checkpoints_is_the_source,
+    "a folder holding the source": checkpoints_holds_the_source,
+}
+
+
+def _input_after(layout: str, root: Path, model: Path) -> Path:
+    if layout == "the source checkpoint":
+        return _checkpoints_of(model)
+    if layout == "a folder holding the source":
+        return _checkpoints_of(root / "out") / model.name
+    return model
+
+
+@pytest.mark.parametrize("flags", [(), ("--overwrite",), ("--resume",)], ids=str)
+@pytest.mark.parametrize("layout", list(CHECKPOINT_SIBLINGS))
+@pytest.mark.parametrize("command", ["finetune", "distill"])
+def test_a_checkpoints_sibling_bertc_did_not_make_is_refused_and_kept(
+    command: str, layout: str, flags: tuple[str, ...], workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    root, model = workspace
+    out = CHECKPOINT_SIBLINGS[layout](root, model)
+    source = _input_after(layout, root, model)
+    args = [a for a in COMMANDS[command](source, out, glue_data_dir) if a != "--overwrite"]
+    before = tree_digest(root)
+    result = bertc_cli(*args, *flags)
+    assert result.returncode == errors.OutputExistsError.exit_code == 13, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    assert f"{_checkpoints_of(out)}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tree_digest(root) == before
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("layout", ["a folder of user files", "the source checkpoint"])
+@pytest.mark.parametrize("command", ["finetune", "distill"])
+def test_the_python_api_keeps_a_checkpoints_sibling_too(
+    command: str, layout: str, workspace, glue_data_dir: Path
+) -> None:
+    root, model = workspace
+    out = CHECKPOINT_SIBLINGS[layout](root, model)
+    before = tree_digest(root)
+    with pytest.raises(errors.OutputExistsError, match=r"\.checkpoints"):
+        api_call(command, _input_after(layout, root, model), out, glue_data_dir)
+    assert tree_digest(root) == before
+
+
+@pytest.mark.parametrize("command", ["finetune", "distill"])
+def test_bertc_s_own_leftover_checkpoints_are_reused_and_removed(
+    command: str, workspace, glue_data_dir: Path, bertc_cli
+) -> None:
+    """The control: states a killed run left (epoch folders, a temporary) are bertc's own."""
+    root, model = workspace
+    out = root / "out"
+    epoch = _checkpoints_of(out) / "epoch-1"
+    epoch.mkdir(parents=True)
+    (epoch / "training_state.pt.partial").write_bytes(b"half a state")
+    result = bertc_cli(*COMMANDS[command](model, out, glue_data_dir))
+    assert result.returncode == 0, result.stderr
+    assert (out / f"{command}.json").is_file()
+    assert not _checkpoints_of(out).exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -273,3 +274,86 @@ def test_verify_on_a_read_only_artifact_keeps_its_result_and_gate(
     assert ("gate passed" if gate_passes else "gate failed") in stdout
     assert "reports:" not in stdout
     assert list(out_with_previous.glob("reports/*")) == []  # (a writable disk: mkdir worked)
+
+
+# ---- diverged training: a non-finite loss or weights fail the run (exit 18), nothing written
+
+
+TRAINING_RUNS = {
+    "finetune": lambda model, out, data, lr: [
+        "finetune", model, "--task", "sst2", "--data-dir", data, "--max-steps", "6",
+        "--batch-size", "8", "--train-samples", "16", "--learning-rate", lr, "--out", out,
+    ],
+    "distill": lambda model, out, data, lr: [
+        "distill", "--teacher", model, "--student", model, "--task", "sst2", "--data-dir", data,
+        "--max-steps", "6", "--batch-size", "8", "--train-samples", "16", "--learning-rate", lr,
+        "--out", out,
+    ],
+    "prune": lambda model, out, data, lr: [
+        "prune", model, "--pattern", "2:4", "--task", "sst2", "--data-dir", data,
+        "--max-steps", "6", "--batch-size", "8", "--train-samples", "16", "--learning-rate", lr,
+        "--out", out,
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("learning_rate", ["1e30", "3e38"])
+@pytest.mark.parametrize("command", list(TRAINING_RUNS))
+def test_diverged_training_fails_with_exit_18_and_writes_nothing(
+    command: str,
+    learning_rate: str,
+    tmp_path: Path,
+    tiny_classifier: Path,
+    glue_data_dir,
+    bertc_cli,
+) -> None:
+    out = tmp_path / "out"
+    result = bertc_cli(*TRAINING_RUNS[command](tiny_classifier, out, glue_data_dir, learning_rate))
+    assert result.returncode == errors.TrainingDivergedError.exit_code == 18, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged: ") and "--learning-rate" in last, last
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name != "out.checkpoints") == []
+
+
+@pytest.mark.parametrize("command", list(TRAINING_RUNS))
+def test_a_learning_rate_past_float32_is_a_usage_error(
+    command: str, tmp_path: Path, tiny_classifier: Path, glue_data_dir, bertc_cli
+) -> None:
+    out = tmp_path / "out"
+    result = bertc_cli(*TRAINING_RUNS[command](tiny_classifier, out, glue_data_dir, "1e300"))
+    assert result.returncode == errors.UsageError.exit_code == 2, result.stderr
+    assert "--learning-rate must be a float32 number" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_diverged_grid_trial_is_a_failed_trial(
+    tmp_path: Path, tiny_classifier: Path, glue_data_dir, bertc_cli
+) -> None:
+    """One trial's learning rate diverges: it is recorded as failed (null metrics, its error),
+    the other trial wins, and the grid report is strict JSON (no NaN or Infinity)."""
+    out = tmp_path / "out"
+    result = bertc_cli(
+        "finetune", tiny_classifier, "--task", "sst2", "--data-dir", glue_data_dir,
+        "--max-steps", "4", "--train-samples", "16", "--grid", "seed",
+        "--grid-batch-sizes", "8", "--grid-learning-rates", "1e30,3e-3", "--out", out,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report_path = out / "grid.json"
+    report = json.loads(
+        report_path.read_text(),
+        parse_constant=lambda name: pytest.fail(f"{report_path.name} holds {name}"),
+    )
+    trials = {trial["learning_rate"]: trial for trial in report["trials"]}
+    assert trials[1e30]["error"].startswith("training diverged: ")
+    assert trials[3e-3]["error"] is None
+    assert report["winner"] == trials[3e-3]["index"]
+
+
+def test_reports_are_strict_json() -> None:
+    from bertc.compiler.core.files import report_text
+
+    text = report_text({"loss": float("nan"), "runs": [float("inf"), 1.5], "n": (float("-inf"),)})
+    assert json.loads(text) == {"loss": None, "runs": [None, 1.5], "n": [None]}

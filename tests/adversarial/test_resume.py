@@ -132,6 +132,30 @@ def schedule_elsewhere(contents: dict) -> None:
     contents["scheduler"]["last_epoch"] = 3
 
 
+def first_moments(contents: dict) -> dict:
+    return next(iter(contents["optimizer"]["state"].values()))
+
+
+def moment_entry(key: str, value) -> Callable[[dict], None]:
+    return lambda contents: first_moments(contents).__setitem__(key, value)
+
+
+def negative_second_moment(contents: dict) -> None:
+    first_moments(contents)["exp_avg_sq"].view(-1)[0] = -1.0
+
+
+def infinite_first_moment(contents: dict) -> None:
+    first_moments(contents)["exp_avg"].view(-1)[0] = float("inf")
+
+
+def group_entry(key: str, value) -> Callable[[dict], None]:
+    return lambda contents: contents["optimizer"]["param_groups"][0].__setitem__(key, value)
+
+
+def schedule_entry(key: str, value) -> Callable[[dict], None]:
+    return lambda contents: contents["scheduler"].__setitem__(key, value)
+
+
 def short_losses(contents: dict) -> None:
     contents["losses"] = contents["losses"][:-1]
 
@@ -148,6 +172,87 @@ CONTENT_DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "NaN optimizer moment": (edited(nan_moment), "exp_avg_sq of parameter"),
     "misshapen optimizer moment": (edited(misshapen_moment), "does not fit the model"),
     "schedule at another step": (edited(schedule_elsewhere), "schedule is not at step 10"),
+    # the optimizer's per-parameter state: finite, non-negative second moment, step == 10
+    "negative exp_avg_sq": (edited(negative_second_moment), "exp_avg_sq of parameter .* negative"),
+    "infinite exp_avg": (edited(infinite_first_moment), "exp_avg of parameter .* NaN or infinite"),
+    "negative optimizer step": (
+        edited(moment_entry("step", torch.tensor(-3.0))),
+        "step count of parameter .* is not step 10",
+    ),
+    "optimizer step behind": (
+        edited(moment_entry("step", torch.tensor(4.0))),
+        "step count of parameter .* is not step 10",
+    ),
+    "NaN optimizer step": (
+        edited(moment_entry("step", torch.tensor(float("nan")))),
+        "step count of parameter .* is not step 10",
+    ),
+    "optimizer step not a tensor": (
+        edited(moment_entry("step", "10")),
+        "step count of parameter .* is not step 10",
+    ),
+    "optimizer step of two numbers": (
+        edited(moment_entry("step", torch.tensor([10.0, 10.0]))),
+        "step count of parameter .* is not step 10",
+    ),
+    "moment of another dtype": (
+        edited(
+            lambda c: first_moments(c).__setitem__("exp_avg", first_moments(c)["exp_avg"].double())
+        ),
+        "exp_avg of parameter .* does not fit",
+    ),
+    "extra optimizer state": (
+        edited(moment_entry("max_exp_avg_sq", torch.zeros(1))),
+        "optimizer state of parameter .* is malformed",
+    ),
+    # the optimizer's groups: this run's hyperparameters, a finite learning rate
+    "negative group lr": (edited(group_entry("lr", -1.0)), "group 0 has no finite learning"),
+    "NaN group lr": (edited(group_entry("lr", float("nan"))), "group 0 has no finite learning"),
+    "other betas": (edited(group_entry("betas", (float("nan"), 0.999))), "another betas"),
+    "other eps": (edited(group_entry("eps", -1.0)), "another eps"),
+    "amsgrad switched on": (edited(group_entry("amsgrad", True)), "another amsgrad"),
+    "extra group key": (edited(group_entry("foo", 1)), "parameter groups are not this model's"),
+    # the schedule: this run's fields, types, lengths and finite values
+    "NaN base rate": (
+        edited(schedule_entry("base_lrs", [float("nan")])),
+        "base rates are not this run's",
+    ),
+    "one base rate short": (
+        edited(schedule_entry("base_lrs", [3e-3])),
+        "base rates are not this run's",
+    ),
+    "other base rates": (
+        edited(schedule_entry("base_lrs", [1.0, 1.0])),
+        "base rates are not this run's",
+    ),
+    "schedule step not an integer": (
+        edited(schedule_entry("last_epoch", 10.0)),
+        "schedule is not at step 10",
+    ),
+    "schedule step count off": (
+        edited(schedule_entry("_step_count", -3)),
+        "schedule's step count is not 11",
+    ),
+    "NaN last rate": (
+        edited(schedule_entry("_last_lr", [float("nan"), 1e-3])),
+        "last rates are not 2 finite numbers",
+    ),
+    "last rates too long": (
+        edited(schedule_entry("_last_lr", [1e-3, 1e-3, 1e-3])),
+        "last rates are not 2 finite numbers",
+    ),
+    "schedule lambdas replaced": (
+        edited(schedule_entry("lr_lambdas", [{"x": 1}, {}])),
+        "schedule's lr_lambdas is not this run's",
+    ),
+    "schedule flag not a bool": (
+        edited(schedule_entry("_is_initial", "no")),
+        "schedule's _is_initial is not this run's",
+    ),
+    "schedule field missing": (
+        edited(lambda c: c["scheduler"].pop("base_lrs")),
+        "schedule is malformed",
+    ),
     "losses of another length": (edited(short_losses), "losses are not 10 finite numbers"),
     "no optimizer": (edited(lambda c: c.pop("optimizer")), "it lacks optimizer"),
     "no fingerprint": (edited(lambda c: c.clear()), "not a bertc training checkpoint"),
