@@ -247,12 +247,12 @@ def unpack_artifact(pack_file: Path, out_dir: Path) -> Path:
     exists, UsageError (2) when its folder does not or lacks the room, ArtifactError (11) for a
     missing, damaged or foreign pack; nothing is left behind.
     """
+    if not Path(pack_file).is_file():
+        raise ArtifactError(f"no such pack file: {pack_file}")
     check_output(out_dir, overwrite=False, sources=[pack_file])
     if out_dir.exists():
         raise OutputExistsError(f"{out_dir} already exists")
     _check_parent(out_dir)
-    if not Path(pack_file).is_file():
-        raise ArtifactError(f"no such pack file: {pack_file}")
     try:
         return _unpack(pack_file, out_dir)
     except _DamagedPack as error:
