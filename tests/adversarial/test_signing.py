@@ -155,7 +155,10 @@ def _reseal_edited_labels(artifact: Path) -> None:
     integrity check passes; only the signature can tell."""
     manifest = json.loads((artifact / MANIFEST_FILE).read_text())
     labels = manifest["model"]["labels"]
-    manifest["model"]["labels"] = {"0": labels["1"], "1": labels["0"]}
+    swapped = {"0": labels["1"], "1": labels["0"]}
+    manifest["model"]["labels"] = swapped
+    if isinstance(manifest.get("head"), dict) and manifest["head"].get("labels"):
+        manifest["head"]["labels"] = swapped  # consistent, as a careful attacker keeps it
     write_manifest(artifact, manifest)
     check_integrity(artifact, read_manifest(artifact))  # the hashes cannot see it
 
