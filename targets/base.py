@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from bertc.compiler.core.budget import SearchRequest
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import TokenizerConversionError, UsageError
 from bertc.compiler.core.graph import InGraphTokenizer, OnnxGraph
@@ -46,6 +47,10 @@ class BuildRequest:
     # The checkpoint's attention shape, for fusions that cannot read it from the graph.
     num_attention_heads: int = 0
     hidden_size: int = 0
+    # The accuracy budget (`compile --max-drop/--min-agreement`): None builds the recipe as it
+    # is; otherwise the target searches precision maps on the held-out slice
+    # (compiler/core/budget.py) and builds the fastest candidate within budget.
+    search: SearchRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class TargetBuild:
     int8_weight_zeros: Int8WeightZeros | None = None
     # The manifest's account of the in-graph tokenizer; None for an ids-in artifact.
     tokenizer: Mapping[str, Any] | None = None
+    # The manifest's `search` (budget.search_record): every candidate tried and the chosen one.
+    search: Mapping[str, Any] | None = None
 
 
 class Runner(Protocol):
