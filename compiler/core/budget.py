@@ -61,7 +61,8 @@ class Budget:
 
     def describe(self, regression: bool) -> str:
         what = "Pearson with fp32" if regression else "agreement"
-        return f"--max-drop {self.max_drop:g} --min-agreement {self.agreement_floor(regression):g} ({what})"
+        floor = self.agreement_floor(regression)
+        return f"--max-drop {self.max_drop:g} --min-agreement {floor:g} ({what})"
 
 
 @dataclass(frozen=True)
