@@ -17,7 +17,7 @@ from bertc.targets.base import (
     register_target,
 )
 from bertc.targets.ort import recipes
-from bertc.targets.ort.quantize import quantize_or_copy
+from bertc.targets.ort.search import SessionSettings, quantize_or_search
 from bertc.targets.ort.session import onnxruntime_version
 from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
@@ -41,8 +41,15 @@ class OnnxTarget(Target):
         name = MODEL_FILE_NAMES[request.mode]
         path = out_dir / name if request.tokenizer is None else request.work_dir / name
         recipe = self.recipes.get(request.mode, request.recipe)
-        quantized, summary = quantize_or_copy(
-            graph, path, recipe, request.calibration_inputs, request.work_dir
+        # Under a budget, candidates run as the loader runs this file: default session options.
+        quantized, summary, search, notes = quantize_or_search(
+            graph,
+            path,
+            recipe,
+            request.calibration_inputs,
+            request.work_dir,
+            request.search,
+            SessionSettings(),
         )
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
         runtime: dict[str, Any] = {
@@ -65,8 +72,10 @@ class OnnxTarget(Target):
             files,
             summary,
             runtime,
+            notes,
             int8_weight_zeros=zeros,
             tokenizer=section,
+            search=search,
         )
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:

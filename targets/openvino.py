@@ -47,6 +47,8 @@ from bertc.targets.ov.tokenizer import (
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION}
+
+
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
 @register_target("openvino")
 class OpenVinoTarget(Target):

@@ -41,12 +41,13 @@ from bertc.targets.ort.mobile import (
     CONTRIB_OP_FUSIONS,
     FUSED_DYNAMIC_DISABLED,
     OPERATOR_CONFIG_FILE,
+    ORT_FORMAT_LEVEL,
     ORT_MODEL_FILE,
     UNCALIBRATED_DYNAMIC_NOTE,
     convert_to_ort_format,
     fused_dynamic_onnx,
 )
-from bertc.targets.ort.quantize import quantize_or_copy
+from bertc.targets.ort.search import SessionSettings, quantize_or_search
 from bertc.targets.ort.session import onnxruntime_version
 from bertc.targets.ort.tokenizer import (
     OrtTokenizer,
@@ -72,17 +73,25 @@ class OrtMobileTarget(Target):
         fused_recipe = recipe.fused
         fusion: FusionReport | None = None
         if fused_recipe:
-            quantized, summary, fusion = fused_dynamic_onnx(
+            quantized, summary, fusion, search = fused_dynamic_onnx(
                 graph,
                 destination,
                 recipe,
                 request.calibration_inputs,
                 request.work_dir,
                 (request.num_attention_heads, request.hidden_size),
+                request.search,
             )
+            search_notes: tuple[str, ...] = ()
         else:
-            quantized, summary = quantize_or_copy(
-                graph, destination, recipe, request.calibration_inputs, request.work_dir
+            quantized, summary, search, search_notes = quantize_or_search(
+                graph,
+                destination,
+                recipe,
+                request.calibration_inputs,
+                request.work_dir,
+                request.search,
+                SessionSettings(CONTRIB_OP_FUSIONS, ORT_FORMAT_LEVEL),
             )
         # Counted in the quantized ONNX: the ORT format keeps the same initializers, re-laid out.
         zeros = None if summary is None else onnx_int8_weight_zeros(graph.path, quantized.path)
@@ -131,11 +140,11 @@ class OrtMobileTarget(Target):
                     "register it with the session; a reduced build adds "
                     "--use_extensions to build.sh"
                 )
-        notes: tuple[str, ...] = ()
+        notes: tuple[str, ...] = search_notes
         if request.mode is QuantizationMode.NONE:
-            notes = ("fp32 ORT model (no quantization)",)
+            notes += ("fp32 ORT model (no quantization)",)
         elif fused_recipe:
-            notes = (BATCH_ONE_NOTE,)
+            notes += (BATCH_ONE_NOTE,)
             if not request.calibration_inputs:
                 notes += (UNCALIBRATED_DYNAMIC_NOTE,)
         return TargetBuild(
@@ -145,6 +154,7 @@ class OrtMobileTarget(Target):
             notes,
             zeros,
             tokenizer=section,
+            search=search,
         )
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OrtTokenizer:

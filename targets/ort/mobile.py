@@ -12,14 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from bertc.compiler.core.budget import SearchRequest
 from bertc.compiler.core.errors import TargetBuildError
 from bertc.compiler.core.graph import OnnxGraph
 from bertc.compiler.core.summary import QuantizationSummary
 from bertc.targets.ort.fusion import FusionReport, fuse_transformer
 from bertc.targets.ort.quantize import quantize_fused_dynamic
 from bertc.targets.ort.recipes import OrtRecipe
+from bertc.targets.ort.search import SessionSettings, search_fused_dynamic
 
 ORT_MODEL_FILE = "model.ort"
 OPERATOR_CONFIG_FILE = "required_operators.config"
@@ -58,6 +61,8 @@ UNCALIBRATED_DYNAMIC_NOTE = (
     "measurement (pass --task and --data-dir for both)"
 )
 PARITY_SAMPLES = 32
+# The optimization level the ORT-format conversion applies (onnxruntime.GraphOptimizationLevel).
+ORT_FORMAT_LEVEL = "ORT_ENABLE_EXTENDED"
 
 
 def convert_to_ort_format(
@@ -79,7 +84,7 @@ def convert_to_ort_format(
     logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
 
     options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, ORT_FORMAT_LEVEL)
     options.optimized_model_filepath = str(ort_path)
     options.add_session_config_entry("session.save_model_format", "ORT")
     if custom_op_library:
@@ -114,8 +119,11 @@ def fused_dynamic_onnx(
     calibration_inputs: Sequence[Mapping[str, np.ndarray]],
     work_dir: Path,
     attention_shape: tuple[int, int],
-) -> tuple[OnnxGraph, QuantizationSummary, FusionReport]:
-    """Fuse (parity-gated), then quantize with the sensitivity-chosen fp32 MatMuls.
+    search: SearchRequest | None = None,
+) -> tuple[OnnxGraph, QuantizationSummary, FusionReport, dict[str, Any] | None]:
+    """Fuse (parity-gated), then quantize with the sensitivity-chosen fp32 MatMuls, or (search)
+    with those the accuracy-budget search chose (targets/ort/search.py); the last value is the
+    manifest's `search` record (None without a search).
 
     attention_shape: (num_attention_heads, hidden_size) from the checkpoint's config (ORT 1.32
     cannot read them from a transformers-5 export).
@@ -128,10 +136,16 @@ def fused_dynamic_onnx(
         heads,
         hidden,
     )
+    if search is not None:
+        session = SessionSettings(FUSED_DYNAMIC_DISABLED, ORT_FORMAT_LEVEL)
+        quantized, summary, record = search_fused_dynamic(
+            fused, path, recipe, calibration_inputs, work_dir, search, session
+        )
+        return quantized, summary, fusion, record
     quantized, summary = quantize_fused_dynamic(
         fused, path, recipe, calibration_inputs, work_dir, FUSED_DYNAMIC_DISABLED
     )
-    return quantized, summary, fusion
+    return quantized, summary, fusion, None
 
 
 def fusion_parity_samples(
@@ -151,5 +165,3 @@ def fusion_parity_samples(
         }
         samples.append({name: feeds[name] for name in graph.input_names})
     return samples
-
-

@@ -103,6 +103,150 @@ def preprocess_for_quantization(graph: OnnxGraph, path: Path) -> OnnxGraph:
     return OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
 
 
+@dataclass(frozen=True)
+class QuantizationPlan:
+    """A recipe ready to write INT8 graphs, the calibration (if any) done once.
+
+    source: the fp32 graph the quantizer reads (prepared, or fused and smoothed).
+    weight_nodes: the nodes with constant weights the recipe quantizes, in graph order (MatMuls;
+    the fused graph's Attention too): what the accuracy-budget search may keep fp32.
+    write(destination, fp32, only): the recipe's INT8 graph with the nodes `fp32` left fp32
+    besides the recipe's own exclusions, or (only not None) with just the nodes `only`
+    quantized; the quantizer's bare Exceptions pass through.
+    settings, notes: the quantization summary's, for the recipe as planned.
+    """
+
+    source: Path
+    weight_nodes: tuple[str, ...]
+    write: Callable[[Path, Sequence[str], Sequence[str] | None], None]
+    settings: dict[str, Any]
+    notes: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+def weight_nodes(
+    model: onnx.ModelProto, exclude: Sequence[str], op_types: Sequence[str]
+) -> tuple[str, ...]:
+    """Names of the MatMuls with a constant weight (and fused Attention nodes, whose weight is
+    the QKV projection) that a recipe quantizing `op_types` reaches, `exclude` aside."""
+    constants = {init.name for init in model.graph.initializer}
+    skipped = set(exclude)
+    return tuple(
+        node.name
+        for node in model.graph.node
+        if node.name not in skipped
+        and node.op_type in op_types
+        and (
+            (node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in constants)
+            or node.op_type == "Attention"
+        )
+    )
+
+
+def _supports_calibration_cache() -> bool:
+    """onnxruntime's quantize_static reuses computed tensor ranges from `calibration_cache_path`
+    (1.32); older versions calibrate on every call."""
+    import inspect
+
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def plan_onnx_runtime(
+    graph: OnnxGraph,
+    recipe: OrtRecipe,
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]],
+    work_dir: Path,
+) -> QuantizationPlan:
+    """The plan of `quantize_onnx_runtime`'s recipes (bertc's static and plain dynamic ones, and
+    the library defaults): the graph prepared once, static calibration ranges computed by the
+    first write and reused by the next ones (onnxruntime's calibration cache)."""
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    prepared = preprocess_for_quantization(graph, work_dir / "prepared.onnx")
+    model = onnx.load(str(prepared.path))
+    static = recipe.mode is QuantizationMode.STATIC
+    if static and not calibration_inputs:
+        raise QuantizationError("static quantization needs calibration samples")
+    exclude = [] if recipe.library_defaults else _nodes_to_exclude(model)
+    settings = recipe.record()
+    notes: tuple[str, ...] = ()
+    source = str(prepared.path)
+    cache: dict[str, Any] = {}
+    if static and _supports_calibration_cache():
+        cache_path = work_dir / "calibration-ranges.json"
+        cache_path.unlink(missing_ok=True)
+        cache = {"calibration_cache_path": str(cache_path)}
+
+    def scope(fp32: Sequence[str], only: Sequence[str] | None) -> dict[str, Any]:
+        return dict(nodes_to_exclude=[*exclude, *fp32], nodes_to_quantize=list(only or []))
+
+    if recipe.library_defaults:
+
+        def write(destination: Path, fp32: Sequence[str], only: Sequence[str] | None) -> None:
+            if static:
+                reader = InputsReader(calibration_inputs)
+                quantize_static(source, str(destination), reader, **scope(fp32, only), **cache)
+            else:
+                quantize_dynamic(source, str(destination), **scope(fp32, only))
+
+        return QuantizationPlan(prepared.path, (), write, settings)
+    common: dict[str, Any] = dict(
+        per_channel=recipe.per_channel,
+        weight_type=QuantType[recipe.weight_type],
+        op_types_to_quantize=list(recipe.op_types_to_quantize),
+    )
+    settings["excluded_nodes"] = len(exclude)
+    if static:
+        wide = ffn_output_activations(model) if recipe.sixteen_bit_ffn_outputs else []
+        settings["sixteen_bit_activations"] = len(wide)
+        if recipe.sixteen_bit_ffn_outputs:
+            note = missing_ffn_note(
+                len(wide), encoder_layers(model), "static recipe's 16-bit FFN activations"
+            )
+            notes += (note,) if note else ()
+        options = dict(
+            quant_format=QuantFormat[recipe.quant_format],
+            activation_type=QuantType[recipe.activation_type],
+            calibrate_method=CalibrationMethod[recipe.calibrate_method],
+            extra_options={
+                "OpTypesToExcludeOutputQuantization": (
+                    [] if recipe.matmul_outputs_quantized else ["MatMul"]
+                ),
+                "TensorQuantOverrides": {
+                    tensor: [{"quant_type": QuantType.QUInt16}] for tensor in wide
+                },
+            },
+            **common,
+            **cache,
+        )
+
+        def write(destination: Path, fp32: Sequence[str], only: Sequence[str] | None) -> None:
+            reader = InputsReader(calibration_inputs)
+            quantize_static(source, str(destination), reader, **options, **scope(fp32, only))
+
+    else:
+
+        def write(destination: Path, fp32: Sequence[str], only: Sequence[str] | None) -> None:
+            quantize_dynamic(
+                source,
+                str(destination),
+                extra_options={"MatMulConstBOnly": True},
+                **common,
+                **scope(fp32, only),
+            )
+
+    nodes = weight_nodes(model, exclude, recipe.op_types_to_quantize)
+    return QuantizationPlan(prepared.path, nodes, write, settings, notes, tuple(exclude))
+
+
 def quantize_onnx_runtime(
     graph: OnnxGraph,
     path: Path,
@@ -121,79 +265,57 @@ def quantize_onnx_runtime(
     and the FFN output projections read 16-bit activations (`TensorQuantOverrides`; weights stay
     int8, so the bytes do not change). Raises QuantizationError naming the failed stage.
     """
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
+    plan = make_plan(plan_onnx_runtime, graph, recipe, calibration_inputs, work_dir)
+    _written(plan, path, ())
+    return _quantized_graph(graph, path), summarise_plan(
+        plan, path, recipe, calibration_count(recipe, calibration_inputs)
     )
 
-    prepared = preprocess_for_quantization(graph, work_dir / "prepared.onnx")
-    model = onnx.load(str(prepared.path))
-    static = recipe.mode is QuantizationMode.STATIC
-    exclude = [] if recipe.library_defaults else _nodes_to_exclude(model)
-    settings = recipe.record()
-    notes: tuple[str, ...] = ()
-    common: dict[str, Any] = dict(
-        per_channel=recipe.per_channel,
-        weight_type=QuantType[recipe.weight_type],
-        op_types_to_quantize=list(recipe.op_types_to_quantize),
-        nodes_to_exclude=exclude,
-    )
+
+def calibration_count(recipe: OrtRecipe, inputs: Sequence[Mapping[str, np.ndarray]]) -> int:
+    """Calibration sentences a recipe read: static calibration, or the fused dynamic recipe's
+    choices; plain dynamic reads none."""
+    return len(inputs) if recipe.mode is QuantizationMode.STATIC or recipe.fused else 0
+
+
+def make_plan(planner: Callable[..., QuantizationPlan], *args: Any) -> QuantizationPlan:
+    """`planner(*args)`, its bare quantizer Exceptions raised as QuantizationError."""
     try:
-        if static and not calibration_inputs:
-            raise QuantizationError("static quantization needs calibration samples")
-        if recipe.library_defaults and static:
-            quantize_static(str(prepared.path), str(path), InputsReader(calibration_inputs))
-        elif recipe.library_defaults:
-            quantize_dynamic(str(prepared.path), str(path))
-        elif static:
-            wide = ffn_output_activations(model) if recipe.sixteen_bit_ffn_outputs else []
-            settings["sixteen_bit_activations"] = len(wide)
-            if recipe.sixteen_bit_ffn_outputs:
-                note = missing_ffn_note(
-                    len(wide), encoder_layers(model), "static recipe's 16-bit FFN activations"
-                )
-                notes += (note,) if note else ()
-            quantize_static(
-                str(prepared.path),
-                str(path),
-                InputsReader(calibration_inputs),
-                quant_format=QuantFormat[recipe.quant_format],
-                activation_type=QuantType[recipe.activation_type],
-                calibrate_method=CalibrationMethod[recipe.calibrate_method],
-                extra_options={
-                    "OpTypesToExcludeOutputQuantization": (
-                        [] if recipe.matmul_outputs_quantized else ["MatMul"]
-                    ),
-                    "TensorQuantOverrides": {
-                        tensor: [{"quant_type": QuantType.QUInt16}] for tensor in wide
-                    },
-                },
-                **common,
-            )
-        else:
-            quantize_dynamic(
-                str(prepared.path), str(path), extra_options={"MatMulConstBOnly": True}, **common
-            )
+        return planner(*args)
     except QuantizationError:
         raise
     except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
         raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
-    if not recipe.library_defaults:
-        settings["excluded_nodes"] = len(exclude)
-    summary = summarise_onnx(
+
+
+def _written(plan: QuantizationPlan, path: Path, fp32: Sequence[str]) -> None:
+    try:
+        plan.write(path, fp32, None)
+    except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
+        raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
+
+
+def _quantized_graph(graph: OnnxGraph, path: Path) -> OnnxGraph:
+    return OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
+
+
+def summarise_plan(
+    plan: QuantizationPlan,
+    path: Path,
+    recipe: OrtRecipe,
+    calibration_samples: int,
+    settings: Mapping[str, Any] | None = None,
+) -> QuantizationSummary:
+    """The summary of the graph a plan wrote to `path` (settings: the plan's unless given)."""
+    return summarise_onnx(
         onnx.load(str(path)),
         mode=recipe.mode.value,
         recipe=recipe.recipe.value,
         tool=tool_version("onnxruntime"),
-        calibration_samples=len(calibration_inputs) if static else 0,
-        settings=settings,
-        notes=notes,
+        calibration_samples=calibration_samples,
+        settings=plan.settings if settings is None else settings,
+        notes=plan.notes,
     )
-    quantized = OnnxGraph(path, graph.input_names, graph.output_names, graph.opset, graph.parity)
-    return quantized, summary
 
 
 # A GELU-fed MatMul stays fp32 when its fp32 copy alone removes at least this share of the INT8
@@ -288,43 +410,55 @@ def quantize_fused_dynamic(
     answer it (`choose_with_calibration`); without sentences neither is made and the summary
     says so.
     """
+    plan = make_plan(
+        plan_fused_dynamic, fused, recipe, calibration_inputs, work_dir, disabled_fusions
+    )
+    _written(plan, path, ())
+    summary = summarise_plan(plan, path, recipe, calibration_count(recipe, calibration_inputs))
+    return _quantized_graph(fused, path), summary
+
+
+def plan_fused_dynamic(
+    fused: OnnxGraph,
+    recipe: OrtRecipe,
+    calibration_inputs: Sequence[Mapping[str, np.ndarray]],
+    work_dir: Path,
+    disabled_fusions: Sequence[str] = (),
+    fp32_by_sensitivity: bool = True,
+) -> QuantizationPlan:
+    """The fused dynamic recipe's plan: SmoothQuant strength chosen on the calibration sentences,
+    then (fp32_by_sensitivity) `choose_fp32_matmuls`; the accuracy-budget search turns that off
+    and keeps MatMuls fp32 by its own measure (targets/ort/search.py)."""
     model = onnx.load(str(fused.path))
     exclude = _nodes_to_exclude(model)
     candidates = _gelu_fed_matmuls(model)
-    try:
-        if calibration_inputs:
-            choice = choose_with_calibration(
-                fused.path,
-                recipe,
-                candidates,
-                exclude,
-                calibration_inputs,
-                work_dir,
-                disabled_fusions,
-            )
-        else:
-            choice = CalibratedChoice(fused.path, None, (), {}, (), {})
-        _quantize_dynamic_graph(recipe, choice.source, path, [*exclude, *choice.fp32_matmuls])
-    except Exception as error:  # the quantizer raises bare Exceptions; say which stage failed
-        raise QuantizationError(f"onnxruntime quantization failed: {error}") from error
+    if calibration_inputs:
+        choice = choose_with_calibration(
+            fused.path,
+            recipe,
+            candidates if fp32_by_sensitivity else [],
+            exclude,
+            calibration_inputs,
+            work_dir,
+            disabled_fusions,
+        )
+    else:
+        choice = CalibratedChoice(fused.path, None, (), {}, (), {})
     settings = _fused_dynamic_settings(
-        recipe, choice, exclude, candidates, bool(calibration_inputs)
+        recipe, choice, exclude, candidates, bool(calibration_inputs), fp32_by_sensitivity
     )
     note = missing_ffn_note(
         len(candidates), encoder_layers(model), "dynamic recipe's sensitivity search"
     )
-    summary = summarise_onnx(
-        onnx.load(str(path)),
-        mode=recipe.mode.value,
-        recipe=recipe.recipe.value,
-        tool=tool_version("onnxruntime"),
-        calibration_samples=len(calibration_inputs),
-        settings=settings,
-        notes=(note,) if note else (),
+    kept = [*exclude, *choice.fp32_matmuls]
+
+    def write(destination: Path, fp32: Sequence[str], only: Sequence[str] | None) -> None:
+        _quantize_dynamic_graph(recipe, choice.source, destination, [*kept, *fp32], only)
+
+    nodes = weight_nodes(model, kept, recipe.op_types_to_quantize)
+    return QuantizationPlan(
+        choice.source, nodes, write, settings, (note,) if note else (), tuple(kept)
     )
-    return OnnxGraph(
-        path, fused.input_names, fused.output_names, fused.opset, fused.parity
-    ), summary
 
 
 def choose_with_calibration(
@@ -337,7 +471,8 @@ def choose_with_calibration(
     disabled_fusions: Sequence[str],
 ) -> CalibratedChoice:
     """First the SmoothQuant strength (or none) whose INT8 graph moves the outputs least, then
-    `choose_fp32_matmuls` on that graph; every error measured against the fused fp32 graph."""
+    `choose_fp32_matmuls` on that graph among `candidates`; every error measured against the
+    fused fp32 graph."""
     from bertc.targets.ort.smoothing import smooth_graph, smoothing_statistics
 
     reference = _first_outputs(fused_path, samples, disabled_fusions)
@@ -357,7 +492,9 @@ def choose_with_calibration(
     errors = {alpha: output_error(source, ()) for alpha, (source, _) in sources.items()}
     alpha = min(errors, key=errors.__getitem__)
     source, smoothed_matmuls = sources[alpha]
-    kept, measured = choose_fp32_matmuls(candidates, lambda fp32: output_error(source, fp32))
+    kept, measured = ((), {})
+    if candidates:
+        kept, measured = choose_fp32_matmuls(candidates, lambda fp32: output_error(source, fp32))
     return CalibratedChoice(
         source,
         alpha,
@@ -369,7 +506,11 @@ def choose_with_calibration(
 
 
 def _quantize_dynamic_graph(
-    recipe: OrtRecipe, source: Path, destination: Path, exclude: Sequence[str]
+    recipe: OrtRecipe,
+    source: Path,
+    destination: Path,
+    exclude: Sequence[str],
+    only: Sequence[str] | None = None,
 ) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -380,6 +521,7 @@ def _quantize_dynamic_graph(
         weight_type=QuantType[recipe.weight_type],
         op_types_to_quantize=list(recipe.op_types_to_quantize),
         nodes_to_exclude=list(exclude),
+        nodes_to_quantize=list(only or []),
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
 
@@ -394,8 +536,18 @@ def _fused_dynamic_settings(
     exclude: Sequence[str],
     candidates: Sequence[str],
     calibrated: bool,
+    fp32_by_sensitivity: bool = True,
 ) -> dict[str, Any]:
     not_run = "not run: no calibration sentences (pass --task and --data-dir)"
+    sensitivity_rule = (
+        f"keep a GELU-fed MatMul fp32 when that alone cuts the mean squared output error "
+        f"on the calibration sentences by >= {SENSITIVE_ERROR_SHARE:.0%} (at most "
+        f"{MAX_FP32_MATMULS})"
+        if calibrated
+        else not_run
+    )
+    if not fp32_by_sensitivity:
+        sensitivity_rule = "replaced by the accuracy-budget search (quantization.search)"
     return dict(
         **recipe.record(),
         excluded_nodes=len(exclude) + len(choice.fp32_matmuls),
@@ -413,13 +565,7 @@ def _fused_dynamic_settings(
         sensitivity_errors={
             name or "all INT8": value for name, value in _significant(choice.fp32_errors).items()
         },
-        sensitivity_rule=(
-            f"keep a GELU-fed MatMul fp32 when that alone cuts the mean squared output error "
-            f"on the calibration sentences by >= {SENSITIVE_ERROR_SHARE:.0%} (at most "
-            f"{MAX_FP32_MATMULS})"
-            if calibrated
-            else not_run
-        ),
+        sensitivity_rule=sensitivity_rule,
     )
 
 
