@@ -124,7 +124,8 @@ def main() -> None:
     parser.add_argument("--models", default="", help="comma-separated model names (default: all)")
     args = parser.parse_args()
     wanted = {name for name in args.models.split(",") if name}
-    flags = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
     isa = [f for f in ("avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni") if f" {f}" in flags]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, ISA {', '.join(isa)}")
     print(
