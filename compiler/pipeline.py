@@ -225,6 +225,11 @@ def build_artifact(
     if tokenizer_note:
         manifest["notes"].append(tokenizer_note)
     manifest["search"] = dict(build.search) if build.search is not None else None
+    if build.search is not None and not build.search.get("met", True):
+        manifest["notes"].append(
+            f"accuracy budget NOT met: no candidate met it on the held-out slice; "
+            f"{build.search.get('chosen')} (the most accurate) was kept by --keep-best"
+        )
     if budget_slice is not None and budget_slice.reason:
         manifest["notes"].append(budget_slice.reason)
     elif search is not None and build.search is None:

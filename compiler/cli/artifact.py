@@ -197,6 +197,18 @@ def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> No
     if quantization:
         int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
         stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
+    search = manifest.get("search")
+    if search:
+        chosen = next(c for c in search["candidates"] if c["name"] == search["chosen"])
+        figures = chosen["figures"]
+        verdict = "within" if search["met"] else "NOT within (--keep-best)"
+        stdout.print(
+            f"  budget: {search['chosen']}, {verdict} the budget, of {len(search['candidates'])} "
+            f"candidate(s); on {figures['examples']} held-out train examples agreement "
+            f"{figures['agreement']}, {figures['metric']} drop "
+            f"{figures['headline_drop_points']} pt, {chosen['latency_ms']} ms at batch 1",
+            highlight=False,
+        )
     tokenizer = manifest.get("tokenizer") or {}
     tokenizer_parity = tokenizer.get("parity")
     if tokenizer_parity:
