@@ -42,7 +42,7 @@ class OnnxTarget(Target):
         path = out_dir / name if request.tokenizer is None else request.work_dir / name
         recipe = self.recipes.get(request.mode, request.recipe)
         # Under a budget, candidates run as the loader runs this file: default session options.
-        quantized, summary, search, notes = quantize_or_search(
+        quantized, summary, search = quantize_or_search(
             graph,
             path,
             recipe,
@@ -72,7 +72,6 @@ class OnnxTarget(Target):
             files,
             summary,
             runtime,
-            notes,
             int8_weight_zeros=zeros,
             tokenizer=section,
             search=search,

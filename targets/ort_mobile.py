@@ -82,9 +82,8 @@ class OrtMobileTarget(Target):
                 (request.num_attention_heads, request.hidden_size),
                 request.search,
             )
-            search_notes: tuple[str, ...] = ()
         else:
-            quantized, summary, search, search_notes = quantize_or_search(
+            quantized, summary, search = quantize_or_search(
                 graph,
                 destination,
                 recipe,
@@ -140,11 +139,11 @@ class OrtMobileTarget(Target):
                     "register it with the session; a reduced build adds "
                     "--use_extensions to build.sh"
                 )
-        notes: tuple[str, ...] = search_notes
+        notes: tuple[str, ...] = ()
         if request.mode is QuantizationMode.NONE:
-            notes += ("fp32 ORT model (no quantization)",)
+            notes = ("fp32 ORT model (no quantization)",)
         elif fused_recipe:
-            notes += (BATCH_ONE_NOTE,)
+            notes = (BATCH_ONE_NOTE,)
             if not request.calibration_inputs:
                 notes += (UNCALIBRATED_DYNAMIC_NOTE,)
         return TargetBuild(

@@ -308,13 +308,6 @@ def search_fused_dynamic(
     return _finish(plan, fused, path, recipe, calibration_inputs, request, work_dir, session)
 
 
-# Why a requested search did not run (a note in the manifest).
-NOT_SEARCHED_NOTE = (
-    "the accuracy-budget search covers bertc's bert-safe INT8 recipes; this {what} build is "
-    "the recipe as it is"
-)
-
-
 def quantize_or_search(
     graph: OnnxGraph,
     path: Path,
@@ -323,19 +316,15 @@ def quantize_or_search(
     work_dir: Path,
     request: SearchRequest | None,
     session: SessionSettings,
-) -> tuple[OnnxGraph, QuantizationSummary | None, dict[str, Any] | None, tuple[str, ...]]:
-    """`quantize_or_copy`, or under a budget `search_onnx_runtime`; with the `search` record
-    (None without a search) and notes (a requested search that cannot run on this recipe)."""
+) -> tuple[OnnxGraph, QuantizationSummary | None, dict[str, Any] | None]:
+    """`quantize_or_copy`, or under a budget `search_onnx_runtime`, with the `search` record:
+    None without a search, and for recipes the search does not cover (fp32, library defaults;
+    the compiler's notes say so)."""
     from bertc.targets.ort.quantize import quantize_or_copy
 
     if request is not None and recipe.quantizes and not recipe.library_defaults:
-        quantized, summary, record = search_onnx_runtime(
+        return search_onnx_runtime(
             graph, path, recipe, calibration_inputs, work_dir, request, session
         )
-        return quantized, summary, record, ()
     quantized, summary = quantize_or_copy(graph, path, recipe, calibration_inputs, work_dir)
-    notes: tuple[str, ...] = ()
-    if request is not None:
-        what = "fp32" if not recipe.quantizes else "library-defaults"
-        notes = (NOT_SEARCHED_NOTE.format(what=what),)
-    return quantized, summary, None, notes
+    return quantized, summary, None
