@@ -547,7 +547,7 @@ def _fused_dynamic_settings(
         else not_run
     )
     if not fp32_by_sensitivity:
-        sensitivity_rule = "replaced by the accuracy-budget search (quantization.search)"
+        sensitivity_rule = "replaced by the accuracy-budget search (the manifest's search)"
     return dict(
         **recipe.record(),
         excluded_nodes=len(exclude) + len(choice.fp32_matmuls),
