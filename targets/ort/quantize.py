@@ -228,6 +228,8 @@ def plan_onnx_runtime(
             **cache,
         )
 
+        source = _opset_for_overrides(model, recipe, options["extra_options"], work_dir) or source
+
         def write(destination: Path, fp32: Sequence[str], only: Sequence[str] | None) -> None:
             reader = InputsReader(calibration_inputs)
             quantize_static(source, str(destination), reader, **options, **scope(fp32, only))
@@ -244,7 +246,33 @@ def plan_onnx_runtime(
             )
 
     nodes = weight_nodes(model, exclude, recipe.op_types_to_quantize)
-    return QuantizationPlan(prepared.path, nodes, write, settings, notes, tuple(exclude))
+    return QuantizationPlan(Path(source), nodes, write, settings, notes, tuple(exclude))
+
+
+def _opset_for_overrides(
+    model: onnx.ModelProto, recipe: OrtRecipe, extra_options: Mapping[str, Any], work_dir: Path
+) -> str | None:
+    """The prepared graph at the opset its 16-bit overrides need (21), written once, or None when
+    it has it already. quantize_static converts it itself on every call (onnxruntime 1.32's
+    `update_opset_version`, ~1.3 s of a 2.4 s call on MiniLM-L6): the search calls it dozens of
+    times, and the same helper run once gives the same graph."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.quant_utils import update_opset_version
+
+    try:
+        updated = update_opset_version(
+            model,
+            QuantType[recipe.weight_type],
+            QuantType[recipe.activation_type],
+            tensor_quant_overrides=extra_options.get("TensorQuantOverrides"),
+        )
+    except TypeError:  # an onnxruntime whose helper takes no overrides: it converts per call
+        return None
+    if updated is model:
+        return None
+    path = work_dir / "prepared-opset.onnx"
+    onnx.save(updated, str(path))
+    return str(path)
 
 
 def quantize_onnx_runtime(
