@@ -121,7 +121,6 @@ class QuantizationPlan:
     write: Callable[[Path, Sequence[str], Sequence[str] | None], None]
     settings: dict[str, Any]
     notes: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
 
 
 def weight_nodes(
@@ -246,7 +245,7 @@ def plan_onnx_runtime(
             )
 
     nodes = weight_nodes(model, exclude, recipe.op_types_to_quantize)
-    return QuantizationPlan(Path(source), nodes, write, settings, notes, tuple(exclude))
+    return QuantizationPlan(Path(source), nodes, write, settings, notes)
 
 
 def _opset_for_overrides(
@@ -484,9 +483,7 @@ def plan_fused_dynamic(
         _quantize_dynamic_graph(recipe, choice.source, destination, [*kept, *fp32], only)
 
     nodes = weight_nodes(model, kept, recipe.op_types_to_quantize)
-    return QuantizationPlan(
-        choice.source, nodes, write, settings, (note,) if note else (), tuple(kept)
-    )
+    return QuantizationPlan(choice.source, nodes, write, settings, (note,) if note else ())
 
 
 def choose_with_calibration(
