@@ -155,7 +155,7 @@ def search_plan(
             request,
             number,
             total,
-            {"model_bytes": path.stat().st_size},
+            {"onnx_bytes": path.stat().st_size},
         )
         tried.append(candidate)
         paths[name] = (path, fp32)
