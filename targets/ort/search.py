@@ -10,6 +10,11 @@ candidates keep the 1, 2, 3, 4, 6, 8, ... most sensitive ones fp32, up to half o
 climb stops at the first candidate that meets the budget (each further fp32 node only costs
 time); `budget.conclude` then picks the fastest candidate within budget, or fails.
 
+The error alone is measured end to end rather than with onnxruntime's `qdq_loss_debug` helpers
+(per-tensor SQNR): their augmented graph also returns every dequantized weight for every input
+(22M floats per call on MiniLM-L6), they serve the static QDQ form only, and a local SQNR does
+not say how far an error travels to the logits the budget scores.
+
 Protected nodes go to fp32 rather than 16-bit activations: ONNX Runtime's CPU provider has no
 8×16-bit MatMul kernel, so a 16-bit-activation MatMul computes in fp32 anyway
 (quantize._activation_suffix), and fp32 also drops its weight's rounding.
