@@ -32,6 +32,7 @@ from bertc.targets.base import (
 from bertc.targets.ov import recipes
 from bertc.targets.ov.quantize import quantize_with_nncf, summarise_openvino
 from bertc.targets.ov.recipes import INFERENCE_PRECISION
+from bertc.targets.ov.search import search_openvino
 from bertc.targets.ov.shapes import static_shape_policy
 from bertc.targets.ov.sparsity import openvino_int8_weight_zeros
 from bertc.targets.ov.tokenizer import (
@@ -47,6 +48,12 @@ from bertc.targets.ov.tokenizer import (
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION}
+SEARCH_STATIC_ONLY = (
+    "accuracy budget: the OpenVINO search covers static INT8 (nncf.quantize); this build is "
+    "the recipe as it is, not searched"
+)
+
+
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
 @register_target("openvino")
 class OpenVinoTarget(Target):
@@ -66,7 +73,14 @@ class OpenVinoTarget(Target):
         except Exception as error:
             raise TargetBuildError(f"OpenVINO could not convert the ONNX graph: {error}") from error
         recipe = self.recipes.get(request.mode, request.recipe)
-        compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
+        search, notes = None, ()
+        if request.search is not None and recipe.api == "nncf.quantize":
+            result = search_openvino(model, recipe, request)
+            compressed, search = result.model, result.record
+        else:
+            if request.search is not None:
+                notes = (SEARCH_STATIC_ONLY,)
+            compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
         quantized = recipe.quantizes
         summary = (
             summarise_openvino(compressed, recipe, request.calibration_inputs)
@@ -99,8 +113,10 @@ class OpenVinoTarget(Target):
             files,
             summary,
             runtime,
+            notes=notes,
             int8_weight_zeros=zeros,
             tokenizer=section,
+            search=search,
         )
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OpenVinoTokenizer:
