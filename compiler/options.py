@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bertc.compiler.core.budget import DEFAULT_MAX_DROP
 from bertc.compiler.core.enums import QuantizationMode, Recipe, TokenizerMode
 from bertc.compiler.core.errors import UsageError
 from bertc.compiler.core.graph import DEFAULT_PARITY_ATOL
@@ -61,6 +62,20 @@ def positive_int(value: Any, name: str) -> int:
     return value
 
 
+def _number_at_least(value: Any, low: float, high: float | None, name: str) -> float:
+    """`value` as a float in [low, high]; UsageError naming the option otherwise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        span = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
+        raise UsageError(f"{name} must be a number {span}; got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Everything `bertc compile` takes besides the model and the output directory.
@@ -85,6 +100,13 @@ class CompileOptions:
     allow_tokenizer_mismatch: bool = False
     # A private key (PEM): the staged artifact is signed (model.sig) before it is moved in.
     sign_key: Path | None = None
+    # The accuracy budget (compiler/core/budget.py): points the task's headline metric may drop
+    # on the held-out train slice (None: no search, the recipe as it is), and the least share
+    # of the slice with fp32's class (regression: Pearson with fp32; None: the task kind's
+    # default). keep_best writes the best candidate, marked, when none meets the budget.
+    max_drop: float | None = DEFAULT_MAX_DROP
+    min_agreement: float | None = None
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -109,6 +131,13 @@ class CompileOptions:
         positive_int(self.calibration_samples, "calibration_samples (--calibration-samples)")
         if self.max_sequence_length is not None:
             positive_int(self.max_sequence_length, "max_sequence_length (--max-sequence-length)")
+        if self.max_drop is not None:
+            put("max_drop", _number_at_least(self.max_drop, 0.0, None, "max_drop (--max-drop)"))
+        if self.min_agreement is not None:
+            put(
+                "min_agreement",
+                _number_at_least(self.min_agreement, 0.0, 1.0, "min_agreement (--min-agreement)"),
+            )
         tolerance = self.parity_tolerance
         if (
             isinstance(tolerance, bool)

@@ -63,6 +63,7 @@ from bertc.compiler.options import (  # noqa: F401  (re-exported: the pipeline's
     CompileResult,
     sequence_length,
 )
+from bertc.compiler.search import SlicePlan, plan_slice, search_request
 from bertc.compiler.tokenization import (
     TextPair,
     TokenizerParity,
@@ -140,6 +141,7 @@ def compile_model(
     calibration = calibration_examples(task, options, target)
     if head_kind(config) == HEAD_ENCODER:
         calibration = single_sentences(calibration)[: options.calibration_samples]
+    budget_slice = plan_slice(task, options, head_kind(config), CALIBRATION_SEED)
     progress("load")
     loaded = load_model(
         source,
@@ -151,7 +153,9 @@ def compile_model(
     artifact = staging / "artifact"
     try:
         with writing(staging):
-            manifest = build_artifact(loaded, options, task, calibration, target, staging, progress)
+            manifest = build_artifact(
+                loaded, options, task, calibration, target, staging, progress, budget_slice
+            )
         if gate is not None:
             progress("gate")
             gate(artifact, manifest)
@@ -174,9 +178,12 @@ def build_artifact(
     target: Target,
     staging: Path,
     progress: Progress = silent,
+    budget_slice: SlicePlan | None = None,
 ) -> dict[str, Any]:
     """Export, check, quantize and package `loaded` into `staging/artifact` (its work files in
-    `staging/work`); returns the manifest written there."""
+    `staging/work`); returns the manifest written there. With a `budget_slice` holding examples
+    the target searches for the fastest INT8 candidate within the budget (BudgetNotMetError,
+    exit 12, when none meets it and --keep-best is off)."""
     artifact = staging / "artifact"
     work = staging / "work"
     artifact.mkdir()
@@ -187,6 +194,12 @@ def build_artifact(
     graph = check_parity(loaded, graph, options.parity_tolerance)
     progress("tokenizer")
     tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(target, loaded, task, options)
+    search = None
+    if budget_slice is not None and budget_slice.examples and task is not None:
+        progress("budget")
+        search = search_request(
+            loaded, task, budget_slice.examples, options, calibration_inputs, progress
+        )
     progress("quantize")
     inputs = calibration_inputs(loaded, calibration)
     request = BuildRequest(
@@ -198,6 +211,7 @@ def build_artifact(
         max_sequence_length=loaded.max_sequence_length,
         num_attention_heads=int(loaded.config.get("num_attention_heads", 0)),
         hidden_size=int(loaded.config.get("hidden_size", 0)),
+        search=search,
     )
     build = target.build(graph, request, artifact)
     progress("package")
@@ -210,6 +224,19 @@ def build_artifact(
     )
     if tokenizer_note:
         manifest["notes"].append(tokenizer_note)
+    manifest["search"] = dict(build.search) if build.search is not None else None
+    if build.search is not None and not build.search.get("met", True):
+        manifest["notes"].append(
+            f"accuracy budget NOT met: no candidate met it on the held-out slice; "
+            f"{build.search.get('chosen')} (the most accurate) was kept by --keep-best"
+        )
+    if budget_slice is not None and budget_slice.reason:
+        manifest["notes"].append(budget_slice.reason)
+    elif search is not None and build.search is None:
+        manifest["notes"].append(
+            f"no accuracy-budget search: {options.target} --quantization "
+            f"{options.quantization.value} builds its recipe as it is"
+        )
     # The result keeps the build's objects (e.g. the quantization summary); the file and the
     # digest hold their JSON form.
     manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)

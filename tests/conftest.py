@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from model_factory import make_checkpoint, write_glue_data
+from model_factory import make_checkpoint, write_budget_glue_data, write_glue_data
 
 CALIBRATION_SAMPLES = 16  # enough for MinMax ranges on the tiny data, fast on two cores
 CLI_TIMEOUT_S = 300
@@ -23,6 +23,13 @@ CLI_TIMEOUT_S = 300
 def glue_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A glue_data root with SST-2 and STS-B train/dev TSVs (40 rows each)."""
     return write_glue_data(tmp_path_factory.mktemp("glue_data"))
+
+
+@pytest.fixture(scope="session")
+def budget_glue_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A glue_data root whose SST-2 train split (320 rows) leaves the accuracy-budget search a
+    held-out slice of 200+ after a 16-sentence calibration sample; dev is the tiny set."""
+    return write_budget_glue_data(tmp_path_factory.mktemp("budget_glue_data"))
 
 
 @pytest.fixture(scope="session")

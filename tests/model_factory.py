@@ -456,6 +456,30 @@ def write_glue_data(root: Path) -> Path:
     return root
 
 
+def write_budget_glue_data(root: Path, train_rows: int = 320) -> Path:
+    """A glue_data folder whose SST-2 train split is large enough for the accuracy-budget
+    search (the calibration sample plus a held-out slice of at least 200): `train_rows`
+    sentences made by joining two of the tiny set's sentences (the label is the first one's),
+    and the tiny set as dev."""
+    root = Path(root)
+    rows = sst2_rows()
+    train = [
+        (f"{rows[i % len(rows)][0]} {rows[(i * 7 + 3) % len(rows)][0]}", rows[i % len(rows)][1])
+        for i in range(train_rows)
+    ]
+    _write_tsv(
+        root / "SST-2" / "train.tsv",
+        ("sentence", "label"),
+        [(text, str(label)) for text, label in train],
+    )
+    _write_tsv(
+        root / "SST-2" / "dev.tsv",
+        ("sentence", "label"),
+        [(text, str(label)) for text, label in rows],
+    )
+    return root
+
+
 def _write_tsv(path: Path, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["\t".join(header)] + ["\t".join(row) for row in rows]

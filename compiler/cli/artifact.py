@@ -19,13 +19,16 @@ from bertc.compiler.cli.options import (
     ArtifactDir,
     ArtifactOut,
     AsJson,
+    BudgetMaxDrop,
     CalibrationSamples,
     Checkpoint,
     CompileTask,
     DataDir,
+    KeepBest,
     MaxDrop,
     MaxSeqLengthAlias,
     MaxSequenceLength,
+    MinAgreement,
     Overwrite,
     Quantization,
     QuantizationRecipe,
@@ -46,6 +49,8 @@ from bertc.compiler.core.manifest import read_manifest
 from bertc.compiler.core.progress import Progress
 
 TOKEN_IDS_NOTE = "token ids in"
+# The --verify gate of `compile --max-drop none` (no budget): verify's own default.
+DEFAULT_GATE_DROP = 0.5
 
 
 def compile_command(
@@ -74,7 +79,9 @@ def compile_command(
             "--verify", help="Verify the staged artifact on the task's dev set; gate the build."
         ),
     ] = False,
-    max_drop: MaxDrop = 0.5,
+    max_drop: BudgetMaxDrop = "0.5",
+    min_agreement: MinAgreement = None,
+    keep_best: KeepBest = False,
     as_json: AsJson = False,
     sign_key: SignKey = None,
 ) -> None:
@@ -110,6 +117,9 @@ def compile_command(
         tokenizer=tokenizer,
         allow_tokenizer_mismatch=allow_tokenizer_mismatch,
         sign_key=sign_key,
+        max_drop=max_drop,
+        min_agreement=min_agreement,
+        keep_best=keep_best,
     )
     if verify and compile_task(model, options) is None:
         raise UsageError(
@@ -119,7 +129,8 @@ def compile_command(
     gate = None
     try:
         with output.progress("compiling", output.COMPILE_STAGES) as progress:
-            gate = VerifyGate(out, data_dir, max_drop, progress) if verify else None
+            gate_drop = DEFAULT_GATE_DROP if max_drop is None else max_drop
+            gate = VerifyGate(out, data_dir, gate_drop, progress) if verify else None
             result = compile_model(model, out, options, progress=progress, gate=gate)
     except GateFailedError as error:
         if gate is not None and gate.report is not None:  # its files went with the staging
@@ -186,6 +197,18 @@ def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> No
     if quantization:
         int8 = ", ".join(f"{op}×{count}" for op, count in quantization["int8_ops"].items())
         stdout.print(f"  INT8 ({quantization['mode']}, {quantization['tool']}): {int8}")
+    search = manifest.get("search")
+    if search:
+        chosen = next(c for c in search["candidates"] if c["name"] == search["chosen"])
+        figures = chosen["figures"]
+        verdict = "within" if search["met"] else "NOT within (--keep-best)"
+        stdout.print(
+            f"  budget: {search['chosen']}, {verdict} the budget, of {len(search['candidates'])} "
+            f"candidate(s); on {figures['examples']} held-out train examples agreement "
+            f"{figures['agreement']}, {figures['metric']} drop "
+            f"{figures['headline_drop_points']} pt, {chosen['latency_ms']} ms at batch 1",
+            highlight=False,
+        )
     tokenizer = manifest.get("tokenizer") or {}
     tokenizer_parity = tokenizer.get("parity")
     if tokenizer_parity:

@@ -178,6 +178,58 @@ Tokenizer = Annotated[
         show_default=False,
     ),
 ]
+
+
+def budget_points(param: typer.CallbackParam, value: str) -> float | None:
+    """`--max-drop` of compile: points >= 0, or "none" (no accuracy-budget search)."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise UsageError(
+            f"{_flag(param)} must be a number of points >= 0 (e.g. 0.5) or none, got {value!r}"
+        )
+    return number
+
+
+def fraction(param: typer.CallbackParam, value: float | None) -> float | None:
+    """A share in [0, 1]."""
+    if value is not None and not (math.isfinite(value) and 0 <= value <= 1):
+        raise UsageError(
+            f"{_flag(param)} must be a fraction between 0 and 1 (e.g. 0.995), got {value}"
+        )
+    return value
+
+
+BudgetMaxDrop = Annotated[
+    str,
+    typer.Option(
+        "--max-drop",
+        help="Accuracy budget: points the task's headline metric may drop, on a held-out train "
+        "slice in the search and on dev with --verify; none: the recipe as it is, no search.",
+        callback=budget_points,
+    ),
+]
+MinAgreement = Annotated[
+    float | None,
+    typer.Option(
+        help="Accuracy budget: least share of the slice with fp32's class (regression: Pearson "
+        "with fp32). Default 0.995 (regression 0.999).",
+        callback=fraction,
+        show_default=False,
+    ),
+]
+KeepBest = Annotated[
+    bool,
+    typer.Option(
+        "--keep-best",
+        help="When no candidate meets the budget, write the best one anyway (marked).",
+    ),
+]
+
 MaxDrop = Annotated[
     float,
     typer.Option(

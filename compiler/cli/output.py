@@ -54,6 +54,7 @@ COMPILE_STAGES = {
     "export": "exporting to ONNX",
     "parity": "checking parity with PyTorch",
     "tokenizer": "converting the tokenizer, checking its ids against HF",
+    "budget": "accuracy budget: fp32 PyTorch on the held-out train slice",
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
     "gate": "verifying the staged artifact (--verify)",

@@ -343,3 +343,32 @@ def test_a_sequence_length_past_the_position_table_is_refused(
         f"max_position_embeddings ({positions}); give at most {positions}"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- the accuracy budget's flags: one line, exit 2, before any model is read ----
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--max-drop", "-1"], "--max-drop must be a number of points >= 0"),
+        (["--max-drop", "nan"], "--max-drop must be a number of points >= 0"),
+        (["--max-drop", "inf"], "--max-drop must be a number of points >= 0"),
+        (["--max-drop", "half"], "--max-drop must be a number of points >= 0"),
+        (["--max-drop", ""], "--max-drop must be a number of points >= 0"),
+        (["--min-agreement", "1.5"], "--min-agreement must be a fraction between 0 and 1"),
+        (["--min-agreement", "-0.1"], "--min-agreement must be a fraction between 0 and 1"),
+        (["--min-agreement", "nan"], "--min-agreement must be a fraction between 0 and 1"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_a_bad_budget_flag_is_one_line_and_exit_2(
+    flags: list[str], says: str, tmp_path: Path, bertc_cli
+) -> None:
+    out = tmp_path / "artifact"
+    result = bertc_cli("compile", tmp_path / "missing", "--target", "onnx", "--out", out, *flags)
+    assert result.returncode == errors.UsageError.exit_code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+    assert not out.exists()
+    assert "missing" not in lines[0]  # refused while parsing, before the model is looked at
