@@ -48,10 +48,6 @@ from bertc.targets.ov.tokenizer import (
 MODEL_XML = "model.xml"
 MODEL_BIN = "model.bin"
 COMPILE_CONFIG = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION}
-SEARCH_STATIC_ONLY = (
-    "accuracy budget: the OpenVINO search covers static INT8 (nncf.quantize); this build is "
-    "the recipe as it is, not searched"
-)
 
 
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
@@ -73,13 +69,13 @@ class OpenVinoTarget(Target):
         except Exception as error:
             raise TargetBuildError(f"OpenVINO could not convert the ONNX graph: {error}") from error
         recipe = self.recipes.get(request.mode, request.recipe)
-        search, notes = None, ()
+        search = None
+        # The budget's search covers static INT8; other modes build the recipe as it is (the
+        # compiler notes that no search ran).
         if request.search is not None and recipe.api == "nncf.quantize":
             result = search_openvino(model, recipe, request)
             compressed, search = result.model, result.record
         else:
-            if request.search is not None:
-                notes = (SEARCH_STATIC_ONLY,)
             compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
         quantized = recipe.quantizes
         summary = (
@@ -113,7 +109,6 @@ class OpenVinoTarget(Target):
             files,
             summary,
             runtime,
-            notes=notes,
             int8_weight_zeros=zeros,
             tokenizer=section,
             search=search,

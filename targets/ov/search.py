@@ -38,6 +38,7 @@ from bertc.targets.ov.recipes import INFERENCE_PRECISION, OvRecipe
 from bertc.targets.ov.shapes import sequence_buckets
 
 FP32 = "fp32"
+FP32_ACTIVATIONS = "fp32 activations, int8 weights"
 # NNCF's ranking subset (the slice examples whose outputs moved most) and the most quantizer
 # groups it may revert: bounds the search to a few minutes on MiniLM-L6 on two cores.
 RANKING_SUBSET = 100
@@ -100,21 +101,47 @@ def bucket_runner(model, max_sequence_length: int, threads: int | None = None) -
     return run
 
 
+def matmul_precisions(model) -> dict[str, str]:
+    """Each MatMul (and fused attention) of an NNCF-quantized model: "int8" (an activation
+    FakeQuantize feeds it), FP32_ACTIVATIONS (only an int8 weight), or FP32 (neither)."""
+    found = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in MATMUL_TYPES:
+            continue
+        sources = [op.input_value(i).get_node() for i in range(op.get_input_size())]
+        if any(_reads_activation_quantizer(source) for source in sources):
+            found[op.get_friendly_name()] = "int8"
+        elif any(reads_int8(source) for source in sources):
+            found[op.get_friendly_name()] = FP32_ACTIVATIONS
+        else:
+            found[op.get_friendly_name()] = FP32
+    return found
+
+
+def _reads_activation_quantizer(node, depth: int = 0) -> bool:
+    """A FakeQuantize of an activation (not of a constant) feeds `node`, through reshapes."""
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return node.input_value(0).get_node().get_type_name() != "Constant"
+    if kind in _PASS_THROUGH and depth < 4:
+        return _reads_activation_quantizer(node.input_value(0).get_node(), depth + 1)
+    return False
+
+
 def floating_point_matmuls(model) -> set[str]:
-    """Names of the MatMuls (and fused attentions) of an NNCF-quantized model that read no
-    INT8 input."""
-    return {
-        op.get_friendly_name()
-        for op in model.get_ordered_ops()
-        if op.get_type_name() in MATMUL_TYPES
-        and not any(reads_int8(op.input_value(i).get_node()) for i in range(op.get_input_size()))
-    }
+    """Names of the MatMuls of an NNCF-quantized model whose activations are not INT8."""
+    return {name for name, kind in matmul_precisions(model).items() if kind != "int8"}
 
 
 def precision_map(all_int8, candidate) -> dict[str, str]:
-    """MatMuls that run INT8 in the recipe's build but not in `candidate`: name → "fp32"."""
-    extra = floating_point_matmuls(candidate) - floating_point_matmuls(all_int8)
-    return dict.fromkeys(sorted(extra), FP32)
+    """MatMuls that run INT8 in the recipe's build but not in `candidate`: name → FP32, or
+    FP32_ACTIVATIONS where the candidate keeps their int8 weights."""
+    before, after = matmul_precisions(all_int8), matmul_precisions(candidate)
+    return {
+        name: after[name]
+        for name in sorted(after)
+        if after[name] != "int8" and before.get(name) == "int8"
+    }
 
 
 def _reading_matmuls(port) -> set[str]:
