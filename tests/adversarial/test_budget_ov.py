@@ -42,7 +42,8 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> TinySearch:
 
 @pytest.fixture
 def short_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fewer NNCF iterations and extra candidates: an unmeetable budget tries them all."""
+    """Fewer NNCF iterations and extra candidates: an unmeetable budget tries them all (the
+    recipe, the head in fp32, NNCF's, the head and the noisiest MatMul)."""
     monkeypatch.setattr(ov_search, "MAX_REVERTED_GROUPS", 1)
     monkeypatch.setattr(ov_search, "EXTRA_STEPS", (1,))
 
@@ -55,12 +56,12 @@ def test_an_unmeetable_budget(control: TinySearch, short_search, keep_best: bool
             ov_search.search_openvino(control.fp32_model(), RECIPE, request)
         message = str(caught.value)
         assert caught.value.exit_code == 12 and "\n" not in message
-        assert "no INT8 candidate met the accuracy budget" in message and "best of 3" in message
+        assert "no INT8 candidate met the accuracy budget" in message and "best of 4" in message
         return
     result = ov_search.search_openvino(control.fp32_model(), RECIPE, request)
     record = result.record
     assert not result.met and record["met"] is False and record["kept_best"] is True
-    assert len(record["candidates"]) == 3 and not any(
+    assert len(record["candidates"]) == 4 and not any(
         c["meets_budget"] for c in record["candidates"]
     )
     best = max(c["figures"]["agreement"] for c in record["candidates"])
@@ -78,10 +79,12 @@ def test_nncf_claiming_a_model_that_misses(planted: TinySearch, monkeypatch) -> 
     monkeypatch.setattr(ov_search, "quantize_with_accuracy_control", claims)
     result = ov_search.search_openvino(planted.fp32_model(), RECIPE, planted.request(Budget()))
     candidates = result.record["candidates"]
-    assert candidates[1]["name"] == "nncf.quantize_with_accuracy_control"
-    assert not candidates[1]["meets_budget"]
-    assert result.met and result.record["chosen"] == candidates[2]["name"]
-    assert candidates[2]["precision"] == {PLANTED: ov_search.FP32}
+    head = ov_search.head_matmuls(planted.fp32_model())
+    assert candidates[1]["precision"] == dict.fromkeys(head, ov_search.FP32)
+    assert candidates[2]["name"] == "nncf.quantize_with_accuracy_control"
+    assert not any(c["meets_budget"] for c in candidates[:3])
+    assert result.met and result.record["chosen"] == candidates[3]["name"]
+    assert candidates[3]["precision"] == dict.fromkeys([*head, PLANTED], ov_search.FP32)
 
 
 def test_nncf_failing_inside_is_one_quantization_error(planted: TinySearch, monkeypatch) -> None:

@@ -69,6 +69,13 @@ def test_a_model_int8_runs_well_stops_at_the_recipe(control: TinySearch) -> None
     assert len(lines) == 1 and lines[0].startswith("budget: candidate 1 of ")
 
 
+def test_the_head_is_what_follows_the_last_layer_norm(control: TinySearch) -> None:
+    assert ov_search.head_matmuls(control.fp32_model()) == [
+        "/model/bert/pooler/dense/Gemm/WithoutBiases",
+        "/model/classifier/Gemm/WithoutBiases",
+    ]
+
+
 def test_the_noise_measure_ranks_the_planted_op_first(planted: TinySearch) -> None:
     all_int8 = ov_search.quantize_with_nncf(planted.fp32_model(), RECIPE, planted.calibration)
     ranked = ov_search.input_noise(all_int8, planted.slice_inputs[: ov_search.NOISE_SAMPLES])
