@@ -32,6 +32,7 @@ from bertc.targets.base import (
 from bertc.targets.ov import recipes
 from bertc.targets.ov.quantize import quantize_with_nncf, summarise_openvino
 from bertc.targets.ov.recipes import INFERENCE_PRECISION
+from bertc.targets.ov.search import search_openvino
 from bertc.targets.ov.shapes import static_shape_policy
 from bertc.targets.ov.sparsity import openvino_int8_weight_zeros
 from bertc.targets.ov.tokenizer import (
@@ -68,7 +69,14 @@ class OpenVinoTarget(Target):
         except Exception as error:
             raise TargetBuildError(f"OpenVINO could not convert the ONNX graph: {error}") from error
         recipe = self.recipes.get(request.mode, request.recipe)
-        compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
+        search = None
+        # The budget's search covers static INT8; other modes build the recipe as it is (the
+        # compiler notes that no search ran).
+        if request.search is not None and recipe.api == "nncf.quantize":
+            result = search_openvino(model, recipe, request)
+            compressed, search = result.model, result.record
+        else:
+            compressed = quantize_with_nncf(model, recipe, request.calibration_inputs)
         quantized = recipe.quantizes
         summary = (
             summarise_openvino(compressed, recipe, request.calibration_inputs)
@@ -103,6 +111,7 @@ class OpenVinoTarget(Target):
             runtime,
             int8_weight_zeros=zeros,
             tokenizer=section,
+            search=search,
         )
 
     def tokenizer_graph(self, request: TokenizerRequest) -> OpenVinoTokenizer:

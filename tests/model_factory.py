@@ -144,6 +144,7 @@ def make_checkpoint(
     masked_lm: bool = False,
     train_steps: int = 0,
     labels: dict[int, str] | None = None,
+    query_outlier: tuple[int, float, float] | None = None,
 ) -> Path:
     """Write a seeded random BERT checkpoint directory and return it.
 
@@ -154,6 +155,8 @@ def make_checkpoint(
     sparse_1_2: zero the smaller of each consecutive input pair of every encoder Linear weight.
     train_steps: fit a classifier to the SST-2 rows for this many steps, so its logits vary with
     the sentence and have margins (a random head predicts one class for every input).
+    query_outlier: (layer, value, sharpen): after training, plant an outlier channel in that layer's
+    query (`plant_query_outlier`): its attention-scores MatMul cannot run accurately in INT8.
     """
     from transformers import BertConfig
 
@@ -183,6 +186,8 @@ def make_checkpoint(
     if train_steps:
         write_tokenizer(directory, tokens)
         _train_classifier(model, directory, train_steps, seed)
+    if query_outlier is not None:
+        plant_query_outlier(model, *query_outlier)
     if sparse_1_2:
         prune_1_2(model)
     if fp16:
@@ -239,6 +244,27 @@ def _train_classifier(model: torch.nn.Module, directory: Path, steps: int, seed:
         loss.backward()
         optimizer.step()
     model.eval()
+
+
+def plant_query_outlier(
+    model: torch.nn.Module, layer: int, value: float, sharpen: float = 1.0, channel: int = 0
+) -> None:
+    """Give encoder layer `layer`'s query projection a constant `value` in channel `channel`
+    and zero that channel of the key projection: the attention scores (Q·Kᵀ) and so the fp32
+    function are unchanged, but the scores MatMul's query input holds one channel far larger
+    than the rest, which its per-tensor 8-bit scale cannot represent alongside them (a MatMul
+    of two activations: SmoothQuant, which absorbs a channel outlier into the weights of a
+    Linear, has no weight to move it into). sharpen: scale the query first (sharper
+    attention, so that the layer's attention pattern matters to the output)."""
+    encoder = model.bert.encoder if hasattr(model, "bert") else model.encoder
+    attention = encoder.layer[layer].attention.self
+    with torch.no_grad():
+        attention.query.weight *= sharpen
+        attention.query.bias *= sharpen
+        attention.query.weight[channel] = 0.0
+        attention.query.bias[channel] = value
+        attention.key.weight[channel] = 0.0
+        attention.key.bias[channel] = 0.0
 
 
 def prune_1_2(model: torch.nn.Module) -> None:
