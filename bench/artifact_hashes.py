@@ -26,7 +26,7 @@ from model_factory import make_checkpoint, write_glue_data  # noqa: E402
 VARIANTS = {
     "onnx": ["--target", "onnx"],
     "openvino": ["--target", "openvino"],
-    "ort-mobile": ["--target", "ort-mobile"],
+    "ort-mobile": ["--target", "ort-mobile", "--quantization", "static"],  # default: dynamic
     "ort-mobile-dyn": ["--target", "ort-mobile", "--quantization", "dynamic"],
     "onnx-dyn": ["--target", "onnx", "--quantization", "dynamic"],
     "openvino-ids": ["--target", "openvino", "--tokenizer", "none"],

@@ -32,11 +32,12 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEERS_VENV = BENCH / ".venv-peers"
 PEERS_REQUIREMENTS = BENCH / "peers-requirements.txt"
-# bertc's artifacts: a name for the table, and the `bertc compile` flags that make it.
+# bertc's artifacts: a name for the table, and the `bertc compile` flags that make it (each
+# target's default mode, and ort-mobile's other one: static QDQ, for mobile providers).
 BERTC_BUILDS: Mapping[str, tuple[str, ...]] = {
     "openvino": ("--target", "openvino"),
     "ort-mobile": ("--target", "ort-mobile"),
-    "ort-mobile dynamic": ("--target", "ort-mobile", "--quantization", "dynamic"),
+    "ort-mobile static": ("--target", "ort-mobile", "--quantization", "static"),
     "onnx": ("--target", "onnx"),
 }
 FIXED_LENGTH = 128
@@ -119,12 +120,17 @@ def build_peers(model: Path, glue: Path, task: str, work: Path) -> dict:
     return json.loads((work / "peers" / "peers.json").read_text(encoding="utf-8"))
 
 
-def build_bertc(model: Path, glue: Path, task: str, work: Path) -> dict[str, Path]:
+def build_bertc(
+    model: Path, glue: Path, task: str, work: Path, wanted: Sequence[str] | None = None
+) -> dict[str, Path]:
     """Each artifact compiled by the CLI as the README tells a user, token ids in like the peers'
-    models (`--tokenizer none`; bench/tokenizer_latency.py measures the text-in artifacts)."""
+    models (`--tokenizer none`; bench/tokenizer_latency.py measures the text-in artifacts).
+    `wanted`: the table names to build (`bertc NAME`); None builds them all."""
     bertc = Path(sys.executable).parent / "bertc"
     artifacts = {}
     for name, flags in BERTC_BUILDS.items():
+        if wanted is not None and f"bertc {name}" not in wanted:
+            continue
         out = work / f"bertc-{name.replace(' ', '-')}"
         run(
             [
@@ -514,6 +520,13 @@ def main() -> None:
         action="store_true",
         help="measure the peers' artifacts of the last run again (bertc's are always rebuilt)",
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="NAME",
+        help="measure only these rows, named as results.md names them (e.g. optimum-int8 "
+        "'bertc ort-mobile static'); PyTorch fp32, the reference, always runs",
+    )
     parser.add_argument("--cold-start", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cold_start:
@@ -528,8 +541,14 @@ def main() -> None:
         peers = json.loads((work / "peers" / "peers.json").read_text(encoding="utf-8"))
     else:
         peers = build_peers(model, glue, args.task, work)
-    bertc = build_bertc(model, glue, args.task, work)
+    bertc = build_bertc(model, glue, args.task, work, args.variants)
     variants = variants_for(peers, work, bertc, model)
+    if args.variants:
+        unknown = set(args.variants) - {variant.name for variant in variants}
+        if unknown:
+            parser.error(f"no such variant: {', '.join(sorted(unknown))}")
+        keep = {"PyTorch fp32", *args.variants}
+        variants = [variant for variant in variants if variant.name in keep]
     dev = dev_set(model, glue, args.task)
 
     runners = {}

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import traceback
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PACKAGES = (
@@ -26,6 +26,14 @@ PACKAGES = (
     "nncf",
     "torch",
 )
+
+
+def _installed(package: str) -> str:
+    """Its version, or "not installed" (that peer's build then fails and is recorded as such)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _record(name: str, started: float, **fields) -> dict:
@@ -171,7 +179,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     calibration = json.loads(calibration_json.read_text(encoding="utf-8"))
     report = {
-        "versions": {name: version(name) for name in PACKAGES},
+        "versions": {name: _installed(name) for name in PACKAGES},
         "variants": [],
         "failures": [],
     }

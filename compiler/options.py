@@ -6,6 +6,7 @@ before anything heavy is imported, and `from bertc.compiler import CompileOption
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,13 +82,16 @@ class CompileOptions:
     """Everything `bertc compile` takes besides the model and the output directory.
 
     Strings are accepted for the enums (`quantization="dynamic"`); every value is checked here,
-    so a bad one is a UsageError (exit 2) before any model is read.
+    so a bad one is a UsageError (exit 2) before any model is read. `quantization=None` builds
+    the target's default mode (`Target.default_quantization`): the compile settles it with
+    `with_quantization_default` once the target is known.
     """
 
     target: str
     task: str | None = None
     data_dir: Path | None = None
-    quantization: QuantizationMode = QuantizationMode.STATIC
+    # None: the target's default (ort-mobile: dynamic; onnx, openvino: static).
+    quantization: QuantizationMode | None = None
     recipe: Recipe = Recipe.BERT_SAFE
     calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
     # None: DEFAULT_MAX_SEQUENCE_LENGTH, capped by the checkpoint's position table.
@@ -107,6 +111,9 @@ class CompileOptions:
     max_drop: float | None = DEFAULT_MAX_DROP
     min_agreement: float | None = None
     keep_best: bool = False
+    # Set by `with_quantization_default` (the compile, once the target is known): True when
+    # `quantization` is the target's default because no mode was asked for.
+    quantization_is_default: bool = False
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -124,7 +131,8 @@ class CompileOptions:
             put("data_dir", Path(self.data_dir))
         if self.sign_key is not None:
             put("sign_key", Path(self.sign_key))
-        put("quantization", as_enum(QuantizationMode, self.quantization, "quantization"))
+        if self.quantization is not None:
+            put("quantization", as_enum(QuantizationMode, self.quantization, "quantization"))
         put("recipe", as_enum(Recipe, self.recipe, "recipe"))
         if self.tokenizer is not None:
             put("tokenizer", as_enum(TokenizerMode, self.tokenizer, "tokenizer"))
@@ -145,6 +153,25 @@ class CompileOptions:
             or not (math.isfinite(tolerance) and tolerance >= 0)
         ):
             raise UsageError(f"parity_tolerance must be a number >= 0; got {tolerance!r}")
+
+    def with_quantization_default(self, default: QuantizationMode) -> CompileOptions:
+        """These options with `quantization` settled: as asked for, or else `default` (the
+        target's `default_quantization`), and `quantization_is_default` saying which."""
+        if self.quantization is not None:
+            return self
+        return dataclasses.replace(self, quantization=default, quantization_is_default=True)
+
+    def quantization_choice(self, default: QuantizationMode) -> dict[str, Any]:
+        """The manifest's `quantization_choice`: the mode built, the target's default, and
+        whether the mode came from `--quantization` or from that default."""
+        mode = self.quantization if self.quantization is not None else default
+        return {
+            "mode": QuantizationMode(mode).value,
+            "target_default": default.value,
+            "chosen_by": "target default"
+            if self.quantization_is_default or self.quantization is None
+            else "--quantization",
+        }
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ def compile_model(
     """
     out_dir = Path(out_dir)
     target = get_target(options.target)
+    options = options.with_quantization_default(target.default_quantization)
     if options.sign_key is not None:  # a key that cannot sign fails now, not after the build
         from bertc.compiler.signing import check_signing_key
 
@@ -237,6 +238,7 @@ def build_artifact(
             f"no accuracy-budget search: {options.target} --quantization "
             f"{options.quantization.value} builds its recipe as it is"
         )
+    manifest["quantization_choice"] = options.quantization_choice(target.default_quantization)
     # The result keeps the build's objects (e.g. the quantization summary); the file and the
     # digest hold their JSON form.
     manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)
@@ -365,7 +367,7 @@ def calibration_examples(
     recipe) can: it then neither smooths nor keeps a MatMul fp32 and says so in a note, so there
     a task without data at hand is not an error unless --data-dir named the data.
     """
-    need = target.calibration(options.quantization, options.recipe)
+    need = target.calibration(options.quantization or target.default_quantization, options.recipe)
     if need is Calibration.NONE:
         return []
     required = need is Calibration.REQUIRED

@@ -88,6 +88,10 @@ class Target(ABC):
 
     # The (mode, recipe) pairs this target offers (targets/ort/recipes.py, targets/ov/recipes.py).
     recipes: ClassVar[RecipeRegistry]
+    # The mode a compile without --quantization builds: the target's fastest mode that holds
+    # the accuracy bar on its runtime, as measured (bench/README.md). `bertc compile --help`
+    # names it per target (tests/targets/test_default_quantization.py holds the two equal).
+    default_quantization: ClassVar[QuantizationMode] = QuantizationMode.STATIC
 
     @abstractmethod
     def build(self, graph: OnnxGraph, request: BuildRequest, out_dir: Path) -> TargetBuild:

@@ -42,7 +42,7 @@ from bertc.compiler.cli.options import (
     resolve_alias,
 )
 from bertc.compiler.cli.signing import PublicKey, SignKey, check_signature
-from bertc.compiler.core.enums import QuantizationMode, Recipe
+from bertc.compiler.core.enums import Recipe
 from bertc.compiler.core.errors import GateFailedError, UsageError
 from bertc.compiler.core.files import ARTIFACT, check_output
 from bertc.compiler.core.manifest import read_manifest
@@ -59,7 +59,7 @@ def compile_command(
     out: ArtifactOut,
     task: CompileTask = None,
     data_dir: DataDir = None,
-    quantization: Quantization = QuantizationMode.STATIC,
+    quantization: Quantization = None,
     recipe: QuantizationRecipe = Recipe.BERT_SAFE,
     calibration_samples: CalibrationSamples = DEFAULT_CALIBRATION_SAMPLES,
     max_sequence_length: MaxSequenceLength = None,
