@@ -16,9 +16,8 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from bertc.compiler.core.errors import GateFailedError
 from bertc.compiler.core.progress import Progress, silent
 
@@ -38,7 +37,10 @@ MIN_SLICE = 200
 LATENCY_SAMPLES = 64
 LATENCY_REPEATS = 3
 
-Run = Callable[[Mapping[str, np.ndarray]], Sequence[np.ndarray]]
+if TYPE_CHECKING:  # numpy is imported where a search runs: `compiler.options` stays light
+    import numpy as np
+
+Run = Callable[[Mapping[str, "np.ndarray"]], Sequence["np.ndarray"]]
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ def evaluate(
 ) -> Candidate:
     """Run `run` on every slice input, score it, time it, and say so on progress as
     "budget: candidate N of M: NAME: figures, latency"."""
+    import numpy as np
+
     outputs = [np.asarray(run(item)[0]) for item in request.inputs]
     figures = request.score(outputs)
     latency = measure_latency(run, request.inputs)
