@@ -106,7 +106,13 @@ def read_blocks(markdown: str) -> list[Block]:
 
 BLOCKS = read_blocks(README.read_text(encoding="utf-8"))
 SHELL_BLOCKS = [block for block in BLOCKS if block.language in SHELL_LANGUAGES]
-APP_SNIPPETS = [block for block in BLOCKS if block.app_snippet]
+# compiler/README.md (the code layout and the Python API) holds app snippets too.
+LAYOUT_README = REPO_ROOT / "compiler" / "README.md"
+APP_SNIPPETS = [
+    block
+    for block in BLOCKS + read_blocks(LAYOUT_README.read_text(encoding="utf-8"))
+    if block.app_snippet
+]
 
 
 def _section_commands(section: str) -> list[str]:
