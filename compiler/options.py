@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -67,14 +68,14 @@ def _number_at_least(value: Any, low: float, high: float | None, name: str) -> f
     """`value` as a float in [low, high]; UsageError naming the option otherwise."""
     if (
         isinstance(value, bool)
-        or not isinstance(value, (int, float))
+        or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
         or value < low
         or (high is not None and value > high)
     ):
         span = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
         raise UsageError(f"{name} must be a number {span}; got {value!r}")
-    return float(value)
+    return abs(float(value)) if value == 0 else float(value)  # -0 is 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,14 @@ class CompileOptions:
         positive_int(self.calibration_samples, "calibration_samples (--calibration-samples)")
         if self.max_sequence_length is not None:
             positive_int(self.max_sequence_length, "max_sequence_length (--max-sequence-length)")
+        for flag in ("allow_pickle", "overwrite", "allow_tokenizer_mismatch", "keep_best"):
+            if not isinstance(getattr(self, flag), bool):
+                raise UsageError(f"{flag} must be True or False; got {getattr(self, flag)!r}")
+        if self.max_drop is None and (self.keep_best or self.min_agreement is not None):
+            raise UsageError(
+                "--keep-best and --min-agreement belong to the accuracy budget, which "
+                "--max-drop none turns off: drop them, or give --max-drop a number"
+            )
         if self.max_drop is not None:
             put("max_drop", _number_at_least(self.max_drop, 0.0, None, "max_drop (--max-drop)"))
         if self.min_agreement is not None:

@@ -195,10 +195,10 @@ def build_artifact(
     graph = check_parity(loaded, graph, options.parity_tolerance)
     progress("tokenizer")
     tokenizer, tokenizer_section, tokenizer_note = choose_tokenizer(target, loaded, task, options)
-    search = None
+    search, no_search = None, budget_slice.reason if budget_slice is not None else None
     if budget_slice is not None and budget_slice.examples and task is not None:
         progress("budget")
-        search = search_request(
+        search, no_search = search_request(
             loaded, task, budget_slice.examples, options, calibration_inputs, progress
         )
     progress("quantize")
@@ -231,12 +231,14 @@ def build_artifact(
             f"accuracy budget NOT met: no candidate met it on the held-out slice; "
             f"{build.search.get('chosen')} (the most accurate) was kept by --keep-best"
         )
-    if budget_slice is not None and budget_slice.reason:
-        manifest["notes"].append(budget_slice.reason)
+    if no_search:
+        manifest["notes"].append(no_search)
     elif search is not None and build.search is None:
         manifest["notes"].append(
             f"no accuracy-budget search: {options.target} --quantization "
-            f"{options.quantization.value} builds its recipe as it is"
+            f"{options.quantization.value} --recipe {options.recipe.value} has none (the "
+            "searched recipes: bert-safe static and dynamic on ONNX Runtime, bert-safe static "
+            "on OpenVINO); the budget was not checked"
         )
     manifest["quantization_choice"] = options.quantization_choice(target.default_quantization)
     # The result keeps the build's objects (e.g. the quantization summary); the file and the

@@ -11,9 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 from bertc.calibration import Example, GlueTask, load_examples
 from bertc.calibration.slices import held_out_slice, scorer
-from bertc.compiler.core.budget import MIN_SLICE, SLICE_SAMPLES, Budget, SearchRequest
+from bertc.compiler.core.budget import (
+    MIN_SLICE,
+    SLICE_SAMPLES,
+    Budget,
+    SearchRequest,
+    SliceFigures,
+)
 from bertc.compiler.core.enums import QuantizationMode
-from bertc.compiler.core.errors import DataError
+from bertc.compiler.core.errors import DataError, UsageError
 from bertc.compiler.core.progress import Progress, silent
 from bertc.compiler.loading import HEAD_ENCODER, LoadedModel
 from bertc.compiler.options import CompileOptions
@@ -60,6 +66,20 @@ def plan_slice(
     return SlicePlan(tuple(examples))
 
 
+def label_columns(loaded: LoadedModel, task: GlueTask) -> tuple[list[int] | None, str | None]:
+    """The model's output column of each task label, matched by name as `bertc verify` matches
+    them (`heads.task_columns`), or None and why no search can score this head: a multi-label
+    head has no argmax, and names that do not match the task's would score a permutation."""
+    from bertc.compiler.heads import task_columns
+
+    if loaded.config.get("problem_type") == "multi_label_classification":
+        return None, "no accuracy-budget search: a multi-label head has no single class to agree on"
+    try:
+        return task_columns(loaded.label_map, task, loaded.source), None
+    except UsageError as error:
+        return None, f"no accuracy-budget search: {error}"
+
+
 def search_request(
     loaded: LoadedModel,
     task: GlueTask,
@@ -67,19 +87,29 @@ def search_request(
     options: CompileOptions,
     encode: Callable[[LoadedModel, Sequence[Example]], list[Mapping[str, np.ndarray]]],
     progress: Progress = silent,
-) -> SearchRequest:
+) -> tuple[SearchRequest | None, str | None]:
     """The slice tokenized one example at a time (as the artifact runs), fp32 PyTorch's first
-    output on it, and the scorer against it and the gold labels."""
+    output on it, and the scorer against it and the gold labels, both with the model's columns
+    in the task's label order; or None and the reason no search can score this model."""
     from bertc.compiler.verify.reference import run_reference
 
+    columns, reason = label_columns(loaded, task)
+    if columns is None:
+        return None, reason
     inputs = encode(loaded, examples)
-    reference = run_reference(loaded, inputs)
+    reference = run_reference(loaded, inputs)[:, columns]
     labels = [example.label for example in examples]
-    return SearchRequest(
+    by_task = scorer(task, reference, labels)
+
+    def score(outputs: Sequence[np.ndarray]) -> SliceFigures:
+        return by_task([np.asarray(output).reshape(1, -1)[:, columns] for output in outputs])
+
+    request = SearchRequest(
         budget=Budget(options.max_drop, options.min_agreement),
         inputs=tuple(inputs),
-        score=scorer(task, reference, labels),
+        score=score,
         regression=task.is_regression,
         keep_best=options.keep_best,
         progress=progress,
     )
+    return request, None

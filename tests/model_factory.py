@@ -526,3 +526,36 @@ def truncate_file(path: Path, keep_fraction: float = 0.5) -> None:
     """Cut a file short, as an interrupted download would."""
     data = Path(path).read_bytes()
     Path(path).write_bytes(data[: int(len(data) * keep_fraction)])
+
+
+def make_fragile_classifier(directory: Path, glue_dir: Path, swap_labels: bool = False) -> Path:
+    """An untrained 2-layer SST-2 classifier whose decision boundary sits at the median fp32
+    margin of `glue_dir`'s train split: about half its examples lie within INT8's noise of the
+    boundary, so no INT8 candidate keeps every class. `swap_labels`: the same function with its
+    two output rows swapped and `id2label {0: positive, 1: negative}` (the other label order).
+    """
+    import numpy as np
+    import torch
+    from bertc.calibration import get_task, load_examples
+    from bertc.compiler.export import encode
+    from bertc.compiler.loading import load_model
+    from transformers import BertForSequenceClassification
+
+    directory = make_checkpoint(Path(directory), seed=3)
+    model = BertForSequenceClassification.from_pretrained(str(directory)).eval()
+    loaded = load_model(str(directory))
+    texts = [e.text_a for e in load_examples(get_task("sst2"), "train", glue_dir)]
+    margins = []
+    with torch.no_grad():
+        for text in texts:
+            batch = encode(loaded, [text], padding_to=None)
+            logits = model(**{name: torch.from_numpy(batch[name]) for name in batch}).logits
+            margins.append(float(logits[0, 1] - logits[0, 0]))
+        model.classifier.bias[1] -= float(np.median(margins))
+        if swap_labels:
+            model.classifier.weight.copy_(model.classifier.weight.flip(0))
+            model.classifier.bias.copy_(model.classifier.bias.flip(0))
+            model.config.id2label = {0: "positive", 1: "negative"}
+            model.config.label2id = {"positive": 0, "negative": 1}
+    model.save_pretrained(str(directory))
+    return directory

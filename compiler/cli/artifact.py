@@ -141,6 +141,12 @@ def compile_command(
     for text in manifest.get("notes", []):
         if text.startswith(TOKEN_IDS_NOTE):
             output.note(text)
+    search = manifest.get("search") or {}
+    if search and not search.get("met", True):  # --keep-best: said even with --json
+        output.warning(
+            f"no candidate met the accuracy budget; {search.get('chosen')} was written anyway "
+            "(--keep-best; the manifest's search.met is false)"
+        )
     if not as_json:
         print_compile_summary(result.artifact_dir, manifest)
     if gate is not None and gate.report is not None:

@@ -200,11 +200,11 @@ def budget_points(param: typer.CallbackParam, value: str) -> float | None:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not math.isfinite(number) or number < 0:
+    if not math.isfinite(number) or number < 0 or "_" in value:
         raise UsageError(
             f"{_flag(param)} must be a number of points >= 0 (e.g. 0.5) or none, got {value!r}"
         )
-    return number
+    return abs(number)  # -0 is 0
 
 
 def fraction(param: typer.CallbackParam, value: float | None) -> float | None:

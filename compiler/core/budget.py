@@ -95,10 +95,8 @@ class SliceFigures:
     def describe(self) -> str:
         kind = "Pearson vs fp32" if self.regression else "agreement"
         shown = f"{self.agreement:.4f}" if self.regression else f"{self.agreement:.2%}"
-        return (
-            f"{kind} {shown}, {self.metric} Δ {-self.headline_drop:+.2f} pt, "
-            f"max |Δ| {self.max_abs_error:.3g}"
-        )
+        change = -self.headline_drop + 0.0  # + 0.0: no "-0.00"
+        return f"{kind} {shown}, {self.metric} Δ {change:+.2f} pt, max |Δ| {self.max_abs_error:.3g}"
 
 
 @dataclass(frozen=True)
@@ -195,9 +193,12 @@ def not_met(best: Candidate, budget: Budget, tried: int) -> BudgetNotMetError:
     """The error for a search that found nothing within budget: the best candidate's figures and
     the budget it would meet."""
     figures = best.figures
-    would = f"--max-drop {max(0.0, math.ceil(figures.headline_drop * 100) / 100):g} " + (
-        f"--min-agreement {math.floor(figures.agreement * 10000) / 10000:g}"
-    )
+    if math.isfinite(figures.headline_drop) and math.isfinite(figures.agreement):
+        drop = max(0.0, math.ceil(figures.headline_drop * 100) / 100)
+        floor = math.floor(figures.agreement * 10000) / 10000
+        would = f"--max-drop {drop:g} --min-agreement {floor:g}"
+    else:  # a constant prediction or constant gold labels: the metric is undefined
+        would = "no budget: its figures are undefined (constant predictions or labels)"
     return BudgetNotMetError(
         f"no INT8 candidate met the accuracy budget ({budget.describe(figures.regression)}) on "
         f"{figures.examples} held-out train examples; best of {tried}: {best.name}: "
