@@ -479,7 +479,11 @@ def test_real_minilm_sst2_artifact_agrees_with_fp32_and_is_small(
     model, glue = assets / "models" / "minilm-l6-sst2", assets / "glue"
     if not (model / "model.safetensors").is_file() or not (glue / "SST-2" / "dev.tsv").is_file():
         pytest.skip(f"minilm-l6-sst2 or GLUE SST-2 not found under {assets}; set BERTC_ASSETS")
-    artifact = _compile(model, tmp_path / target, target, glue, quantization=quantization)
+    # The recipe's own bar (issue 2), without the accuracy budget's search: the search may keep
+    # nodes fp32 and trade bytes for agreement (its own tests: tests/targets/*/test_*_search.py).
+    artifact = _compile(
+        model, tmp_path / target, target, glue, quantization=quantization, max_drop=None
+    )
     report = verify_artifact(artifact, "sst2", data_dir=glue, max_drop=0.5, threads=2)
     recorded = json.loads((model / "sst2_eval.json").read_text(encoding="utf-8"))[
         "dev_accuracy_fp32"
