@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from bertc.compiler.core.budget import BudgetNotMetError
 from bertc.compiler.core.enums import QuantizationMode, TokenizerMode
 from bertc.compiler.core.errors import QuantizationError
 from bertc.compiler.pipeline import CompileOptions, compile_model
-from model_factory import make_checkpoint
+from model_factory import make_fragile_classifier
 
 CALIBRATION = 16
 RECIPES = [
@@ -34,25 +33,7 @@ IDS = [f"{target}-{mode}" for target, mode in RECIPES]
 @pytest.fixture(scope="module")
 def fragile_classifier(tmp_path_factory: pytest.TempPathFactory, budget_glue_dir: Path) -> Path:
     """An untrained 2-layer classifier with its decision boundary at the slice's median margin."""
-    import torch
-    from bertc.calibration import get_task, load_examples
-    from bertc.compiler.export import encode
-    from bertc.compiler.loading import load_model
-    from transformers import BertForSequenceClassification
-
-    directory = make_checkpoint(tmp_path_factory.mktemp("fragile"), seed=3)
-    model = BertForSequenceClassification.from_pretrained(str(directory)).eval()
-    loaded = load_model(str(directory))
-    texts = [e.text_a for e in load_examples(get_task("sst2"), "train", budget_glue_dir)]
-    margins = []
-    with torch.no_grad():
-        for text in texts:
-            batch = encode(loaded, [text], padding_to=None)
-            logits = model(**{name: torch.from_numpy(batch[name]) for name in batch}).logits
-            margins.append(float(logits[0, 1] - logits[0, 0]))
-        model.classifier.bias[1] -= float(np.median(margins))
-    model.save_pretrained(str(directory))
-    return directory
+    return make_fragile_classifier(tmp_path_factory.mktemp("fragile") / "model", budget_glue_dir)
 
 
 def options(data_dir: Path, target: str, mode: str, **budget) -> CompileOptions:
