@@ -208,11 +208,16 @@ def print_compile_summary(artifact_dir: Path, manifest: Mapping[str, Any]) -> No
         chosen = next(c for c in search["candidates"] if c["name"] == search["chosen"])
         figures = chosen["figures"]
         verdict = "within" if search["met"] else "NOT within (--keep-best)"
+
+        def shown(value: Any, unit: str = "") -> str:  # null in the manifest: undefined
+            return "undefined" if value is None else f"{value:g}{unit}"
+
         stdout.print(
-            f"  budget: {search['chosen']}, {verdict} the budget, of {len(search['candidates'])} "
-            f"candidate(s); on {figures['examples']} held-out train examples agreement "
-            f"{figures['agreement']}, {figures['metric']} drop "
-            f"{figures['headline_drop_points']} pt, {chosen['latency_ms']} ms at batch 1",
+            f"  budget: {search['chosen']}, {verdict} the budget, {len(search['candidates'])} "
+            f"candidate(s) tried; on {figures['examples']} held-out train examples agreement "
+            f"{shown(figures['agreement'])}, {figures['metric']} drop "
+            f"{shown(figures['headline_drop_points'], ' pt')}, "
+            f"{shown(chosen['latency_ms'], ' ms')} at batch 1",
             highlight=False,
         )
     tokenizer = manifest.get("tokenizer") or {}
