@@ -167,10 +167,15 @@ def evaluate(
     latency = measure_latency(run, request.inputs)
     verdict = "meets" if figures.meets(request.budget) else "misses"
     request.progress(
-        f"budget: candidate {number} of {of}: {name}: {figures.describe()}, "
+        f"budget: candidate {number} of {_at_most(of)}: {name}: {figures.describe()}, "
         f"{latency:.2f} ms, {verdict} the budget"
     )
     return Candidate(name, dict(precision), figures, latency, dict(extra or {}))
+
+
+def _at_most(of: int | str) -> str:
+    """The search stops at the first candidate within budget: M is a bound, not a count."""
+    return f"at most {of}" if isinstance(of, int) else of
 
 
 def choose(candidates: Sequence[Candidate], budget: Budget) -> tuple[Candidate, bool]:
