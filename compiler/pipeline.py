@@ -237,8 +237,8 @@ def build_artifact(
         manifest["notes"].append(
             f"no accuracy-budget search: {options.target} --quantization "
             f"{options.quantization.value} --recipe {options.recipe.value} has none (the "
-            "searched recipes: bert-safe static and dynamic on ONNX Runtime, bert-safe static "
-            "on OpenVINO); the budget was not checked"
+            "searched recipes: bert-safe static and dynamic on ONNX Runtime, static on "
+            "OpenVINO); the budget was not checked"
         )
     manifest["quantization_choice"] = options.quantization_choice(target.default_quantization)
     # The result keeps the build's objects (e.g. the quantization summary); the file and the

@@ -507,7 +507,10 @@ def test_real_minilm_sst2_gate_fails_on_the_library_default_recipe(
     model, glue = assets / "models" / "minilm-l6-sst2", assets / "glue"
     if not (model / "model.safetensors").is_file() or not (glue / "SST-2" / "dev.tsv").is_file():
         pytest.skip(f"minilm-l6-sst2 or GLUE SST-2 not found under {assets}; set BERTC_ASSETS")
-    artifact = _compile(model, tmp_path / target, target, glue, recipe=Recipe.LIBRARY_DEFAULTS)
+    # The recipe as it is: under the default budget OpenVINO's search would refuse it (exit 12).
+    artifact = _compile(
+        model, tmp_path / target, target, glue, recipe=Recipe.LIBRARY_DEFAULTS, max_drop=None
+    )
     assert read_manifest(artifact)["quantization"]["recipe"] == "library-defaults"
     with pytest.raises(GateFailedError, match="gate failed: sst2 accuracy dropped"):
         verify_artifact(artifact, "sst2", data_dir=glue, max_drop=0.5, threads=2)
