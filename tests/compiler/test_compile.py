@@ -411,7 +411,11 @@ def test_ort_mobile_rebuild_differs_only_in_layout(compiled_twice) -> None:
     config = "required_operators.config"
     assert (first / config).read_bytes() == (second / config).read_bytes()
     assert str(first.parent) not in (first / config).read_text()  # no staging path recorded
-    assert (first / "model.ort").stat().st_size == (second / "model.ort").stat().st_size
+    # The writer's order moves its vectors, and FlatBuffers pads each to its alignment, so the
+    # sizes may differ by up to 3 padding bytes a string (100664 vs 100672 seen in CI), never
+    # by content: the size bound catches a duplicated payload, the contents check the rest.
+    sizes = [(out / "model.ort").stat().st_size for out in (first, second)]
+    assert abs(sizes[0] - sizes[1]) <= 0.005 * max(sizes), sizes
     assert ort_model_contents(first / "model.ort") == ort_model_contents(second / "model.ort")
 
 
