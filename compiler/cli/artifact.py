@@ -128,7 +128,7 @@ def compile_command(
         )
     gate = None
     try:
-        with output.progress("compiling", output.COMPILE_STAGES) as progress:
+        with output.progress("compiling", output.compile_stages(quantization)) as progress:
             gate_drop = DEFAULT_GATE_DROP if max_drop is None else max_drop
             gate = VerifyGate(out, data_dir, gate_drop, progress) if verify else None
             result = compile_model(model, out, options, progress=progress, gate=gate)

@@ -62,6 +62,14 @@ COMPILE_STAGES = {
 }
 
 
+def compile_stages(quantization: Any) -> dict[str, str]:
+    """COMPILE_STAGES as this compile runs them: `--quantization none` converts, not quantizes
+    (`quantization`: the --quantization value, a QuantizationMode or its string, or None)."""
+    if getattr(quantization, "value", quantization) != "none":
+        return COMPILE_STAGES
+    return {**COMPILE_STAGES, "quantize": "converting for the runtime (fp32: --quantization none)"}
+
+
 def print_json(document: Any) -> None:
     """`document` as strict JSON on stdout: a NaN or infinite float prints as null."""
     text = json.dumps(

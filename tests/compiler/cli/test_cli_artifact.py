@@ -398,3 +398,15 @@ def test_token_ids_note_is_printed_once(tmp_path: Path, tiny_classifier: Path, b
         pytest.skip("this onnxruntime-extensions' tokenizer passed the parity check")
     assert (result.stdout + result.stderr).count("token ids in") == 1
     assert f"note: {notes[0]}" in " ".join(result.stderr.split())
+
+
+def test_an_fp32_compile_does_not_say_it_quantizes(
+    tmp_path: Path, tiny_classifier: Path, glue_data_dir: Path, bertc_cli
+) -> None:
+    out = tmp_path / "fp32"
+    arguments = compile_arguments(tiny_classifier, out, glue_data_dir, "--quantization", "none")
+    result = bertc_cli(*arguments, "--task", "sst2", "--max-drop", "none")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "• converting for the runtime (fp32: --quantization none)" in lines
+    assert not [line for line in lines if "quantizing to INT8" in line], result.stderr
