@@ -35,6 +35,7 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
+SCALER = Path(__file__).with_name("platform_scaler.py")
 # Arguments a fake emulator gets: -L PREFIX PYTHON WORKER REQUEST.
 FAKE_EMULATORS = {
     # runs the worker with this (x86) Python: a perfect "emulator", for the report's plumbing
@@ -42,6 +43,9 @@ FAKE_EMULATORS = {
     "segfault": 'echo "qemu: uncaught target signal 11 (Segmentation fault)" >&2; kill -SEGV $$\n',
     "exit": 'echo "Illegal instruction in the emulated code" >&2; exit 3\n',
     "garbage": "shift 4; exit 0\n",  # exits 0 and writes no results
+    "runtime": 'echo "ort: the runtime failed on example 3: bad shape" >&2; exit 11\n',
+    # the worker, then every logit times 0.83: OpenVINO's known aarch64 fault, simulated
+    "scaled": f'shift 3; exec env -u PYTHONPATH {sys.executable} {SCALER} "$@"\n',
 }
 
 

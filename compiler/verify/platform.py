@@ -281,7 +281,7 @@ def check_platform(
     ways = list(WAYS[runtime])
     indices = sample_indices(len(examples), options.limit, options.seed)
     sampled = [examples[int(index)] for index in indices]
-    qemu, layout = arm64.ensure_installed(lambda line: progress(line))
+    qemu, layout = prepare(progress)
     request = {
         "loader": "",
         "ways": ways,
@@ -356,6 +356,15 @@ def check_platform(
         runtime_versions=emulated_versions(layout),
         notes=platform_notes(manifest, emulated_versions(layout), len(sampled), len(examples)),
     )
+
+
+def prepare(progress: Progress = silent) -> tuple[str, Any]:
+    """(emulator, layout) of the installed platform, installing it first (its step lines go to
+    `progress`); PlatformError (19) when it cannot be. Verify calls this before anything heavy,
+    so a missing emulator costs no dev-set run."""
+    from bertc.targets.platforms import arm64
+
+    return arm64.ensure_installed(lambda line: progress(line))
 
 
 def emulator_description(qemu: str, layout: Any) -> str:

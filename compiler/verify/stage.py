@@ -23,6 +23,7 @@ from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, MeasuredOutputs, run_both
 from bertc.compiler.verify.model import VerifyReport
 from bertc.compiler.verify.platform import PlatformOptions, check_platform
+from bertc.compiler.verify.platform import prepare as prepare_platform
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
 from bertc.compiler.verify.report import build_report, save_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
@@ -89,6 +90,8 @@ def verify_artifact(
     artifact_dir = Path(artifact_dir)
     glue_task = get_task(task) if task is not None else None
     check_settings(max_drop, batch_size, threads, bootstrap_samples, reference_threads)
+    if platform is not None:
+        prepare_platform(progress)
     progress("integrity")
     manifest = read_manifest(artifact_dir)
     check_integrity(artifact_dir, manifest)
