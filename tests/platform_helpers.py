@@ -35,6 +35,7 @@ def write_script(path: Path, body: str) -> Path:
     return path
 
 
+WAYS_FAIL = Path(__file__).with_name("platform_way_fails.py")
 SCALER = Path(__file__).with_name("platform_scaler.py")
 # Arguments a fake emulator gets: -L PREFIX PYTHON WORKER REQUEST.
 FAKE_EMULATORS = {
@@ -43,6 +44,8 @@ FAKE_EMULATORS = {
     "segfault": 'echo "qemu: uncaught target signal 11 (Segmentation fault)" >&2; kill -SEGV $$\n',
     "exit": 'echo "Illegal instruction in the emulated code" >&2; exit 3\n',
     "garbage": "shift 4; exit 0\n",  # exits 0 and writes no results
+    # every way's runtime fails on the emulated core (e.g. OpenVINO cannot compile the IR)
+    "way-fails": f'shift 4; exec {sys.executable} {WAYS_FAIL} "$@"\n',
     "runtime": 'echo "ort: the runtime failed on example 3: bad shape" >&2; exit 11\n',
     # the worker, then every logit times 0.83: OpenVINO's known aarch64 fault, simulated
     "scaled": f'shift 3; exec env -u PYTHONPATH {sys.executable} {SCALER} "$@"\n',

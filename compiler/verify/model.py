@@ -97,7 +97,8 @@ class PlatformRow:
     """One way of running the artifact on one machine, against the x86 run of the same way on
     the same sampled examples and against fp32 PyTorch. Agreement: the share predicting the
     same class (None for regression scores and embeddings); errors over every example and output.
-    `seconds`: the way's wall time (load included), a note only: emulated time is no latency."""
+    `seconds`: the way's wall time (load included), a note only: emulated time is no latency.
+    A way whose runtime failed there has `error` and no figures, and fails the gate."""
 
     platform: str
     core: str
@@ -107,9 +108,11 @@ class PlatformRow:
     max_abs_x86: float | None
     mean_abs_x86: float | None
     agreement_fp32: float | None
-    max_abs_fp32: float
+    max_abs_fp32: float | None
     seconds: float
     passed: bool
+    # The runtime failed on this machine (it could not compile or run the artifact): why.
+    error: str | None = None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,33 @@ def platform_row(
     )
 
 
+def failed_row(
+    core: str, way: str, examples: int, error: str, seconds: float, platform: str = "arm64"
+) -> PlatformRow:
+    """The row of a way whose runtime failed on the emulated core: no figures, a fail."""
+    return PlatformRow(
+        platform=platform,
+        core=core,
+        way=way,
+        examples=examples,
+        agreement_x86=None,
+        max_abs_x86=None,
+        mean_abs_x86=None,
+        agreement_fp32=None,
+        max_abs_fp32=None,
+        seconds=float(seconds),
+        passed=False,
+        error=error,
+    )
+
+
+def _failure(row: PlatformRow) -> str:
+    if row.error is not None:
+        return f"{row.platform} {row.core} {row.way}: the runtime failed ({row.error})"
+    agreement = "" if row.agreement_x86 is None else f", agreement {row.agreement_x86:.2%}"
+    return f"{row.platform} {row.core} {row.way}: max |Δ logit| {row.max_abs_x86:.3g}{agreement}"
+
+
 def gate_message(
     rows: Sequence[PlatformRow], max_error: float, min_agreement: float
 ) -> tuple[bool, str]:
@@ -149,11 +176,7 @@ def gate_message(
             f"platform gate passed: {len(emulated)} emulated runs within {limits} of x86 "
             f"(largest logit difference {worst:.3g})"
         )
-    named = "; ".join(
-        f"{row.platform} {row.core} {row.way}: max |Δ logit| {row.max_abs_x86:.3g}"
-        + ("" if row.agreement_x86 is None else f", agreement {row.agreement_x86:.2%}")
-        for row in failed[:NAMED_FAILURES]
-    )
+    named = "; ".join(_failure(row) for row in failed[:NAMED_FAILURES])
     more = f" (+{len(failed) - NAMED_FAILURES} more)" if len(failed) > NAMED_FAILURES else ""
     return False, f"platform gate failed vs x86 ({limits}): {named}{more}"
 
@@ -216,7 +239,7 @@ def _read_results(path: Path, ways: Sequence[str], core: str) -> dict[str, np.nd
             results = {key: np.asarray(data[key]) for key in data.files}
     except (OSError, ValueError, KeyError) as error:
         raise PlatformError(f"the emulated arm64 {core} run wrote no readable results") from error
-    missing = [way for way in ways if way not in results]
+    missing = [way for way in ways if way not in results and f"error:{way}" not in results]
     if missing:
         raise PlatformError(f"the emulated arm64 {core} run has no results for {missing}")
     return results
@@ -234,7 +257,7 @@ def run_emulated(
     path = folder / f"{core}.json"
     path.write_text(json.dumps({**request, "out": str(out)}), encoding="utf-8")
     done = run_worker(qemu, layout, core, path, timeout_s)
-    if done.returncode == RUNTIME_FAILED_EXIT:
+    if done.returncode == RUNTIME_FAILED_EXIT:  # the worker could not start its work at all
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else "no message"
         raise PlatformError(f"on the emulated arm64 {core}: {reason}")
@@ -325,19 +348,24 @@ def check_platform(
         for core in options.cores:
             progress(f"arm64 {core}: {len(sampled)} examples, {', '.join(ways)} (emulated)")
             results = run_emulated(qemu, layout, core, folder, emulated_request, timeout)
-            rows += [
-                platform_row(
-                    core,
-                    way,
-                    ordered(results[way]),
-                    ordered(host[way]),
-                    fp32,
-                    classify,
-                    float(results[f"seconds:{way}"][0]),
-                    gate,
+            for way in ways:
+                seconds = float(results[f"seconds:{way}"][0])
+                if f"error:{way}" in results:
+                    error = str(results[f"error:{way}"][0])
+                    rows.append(failed_row(core, way, len(sampled), error, seconds))
+                    continue
+                rows.append(
+                    platform_row(
+                        core,
+                        way,
+                        ordered(results[way]),
+                        ordered(host[way]),
+                        fp32,
+                        classify,
+                        seconds,
+                        gate,
+                    )
                 )
-                for way in ways
-            ]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     passed, message = gate_message(rows, options.max_error, options.min_agreement)
@@ -354,7 +382,8 @@ def check_platform(
         message=message,
         emulator=emulator_description(qemu, layout),
         runtime_versions=emulated_versions(layout),
-        notes=platform_notes(manifest, emulated_versions(layout), len(sampled), len(examples)),
+        notes=platform_notes(manifest, emulated_versions(layout), len(sampled), len(examples))
+        + tuple(_failure(row) for row in rows if row.error is not None),
     )
 
 

@@ -13,10 +13,11 @@ The ways (`WAYS`):
 
 The request (JSON): {"artifact": DIR, "loader": PATH, "ways": [...], "threads": N | null,
 "output": INDEX, "examples": [{"input_ids": [...], ...}] or [{"text": str, "pair": str|null}],
-"out": PATH}. The result: an .npz at `out`, one float64 (examples, outputs) array per way and
-`seconds:WAY`, the wall time of that way (load included; under emulation: never a latency).
-Exit codes: 0 done; 11 the runtime could not load the artifact or failed on an example (one
-line on stderr names it); 2 a bad request.
+"out": PATH}. The result: an .npz at `out`, one float64 (examples, outputs) array per way, or
+`error:WAY` (its one-line message) where the runtime could not load the artifact or failed on an
+example, and `seconds:WAY`, the wall time of that way (load included; under emulation: never
+a latency). Exit codes: 0 done; 11 the loader itself could not be loaded (one line on
+stderr); 2 a bad request.
 """
 
 from __future__ import annotations
@@ -54,9 +55,11 @@ def load_loader(path: str | Path) -> Any:
 
 
 def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    text = " ".join(lines[0].split()) if lines else type(error).__name__
-    return text if len(text) <= 300 else f"{text[:150]} ... {text[-150:]}"
+    """The whole message on one line (OpenVINO's first line only says where), the middle
+    elided past 300 characters: its end says what failed."""
+    error = error.__cause__ or error  # the loader's RuntimeFailure keeps only the first line
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else f"{text[:120]} ... {text[-180:]}"
 
 
 def _as_loaded(artifact: Path, manifest: dict[str, Any], threads: int | None) -> Any:
@@ -125,16 +128,29 @@ def run_way(
     return np.concatenate(rows) if rows else np.zeros((0, 0))
 
 
-def run_request(request: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Every requested way on the request's examples: {way: logits, "seconds:WAY": [s]}."""
+def run_request(request: dict[str, Any], keep_going: bool = False) -> dict[str, np.ndarray]:
+    """Every requested way on the request's examples: {way: logits, "seconds:WAY": [s]}.
+    A way whose runtime fails raises WorkerError, or with `keep_going` is recorded as
+    {"error:WAY": [message]} and the next way runs (one way failing on a platform is a finding
+    about that way, not the end of the others)."""
     loader = load_loader(request["loader"])
     artifact = Path(request["artifact"])
     results: dict[str, np.ndarray] = {}
     for way in request["ways"]:
         start = time.perf_counter()
-        results[way] = run_way(
-            loader, artifact, way, request["examples"], int(request["output"]), request["threads"]
-        )
+        try:
+            results[way] = run_way(
+                loader,
+                artifact,
+                way,
+                request["examples"],
+                int(request["output"]),
+                request["threads"],
+            )
+        except WorkerError as error:
+            if not keep_going:
+                raise
+            results[f"error:{way}"] = np.asarray([str(error)])
         results[f"seconds:{way}"] = np.asarray([time.perf_counter() - start])
     return results
 
@@ -149,7 +165,7 @@ def main(argv: list[str]) -> int:
         print(f"cannot read the request {argv[0]}: {_one_line(error)}", file=sys.stderr)
         return BAD_REQUEST_EXIT
     try:
-        results = run_request(request)
+        results = run_request(request, keep_going=True)
     except WorkerError as error:
         print(str(error), file=sys.stderr)
         return RUNTIME_FAILED_EXIT

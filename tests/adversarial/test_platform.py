@@ -238,3 +238,29 @@ def test_a_faithful_emulator_matches_x86_exactly_and_passes(
     emulated = [row for row in check["rows"] if row["core"] == "a72"]
     assert [row["max_abs_x86"] for row in emulated] == [0.0, 0.0]
     assert [row["agreement_x86"] for row in emulated] == [1.0, 1.0]
+
+
+def test_a_way_whose_runtime_fails_on_the_emulated_core_is_a_failed_row_not_a_crash(
+    bertc_cli,
+    tmp_path: Path,
+    platform_env: dict[str, str],
+    artifact_copy,
+    ov_artifact: Path,
+    glue_data_dir: Path,
+) -> None:
+    """OpenVINO 2026.4.1's aarch64 plugin cannot compile the tiny INT8 IRs (its
+    ConvertFullyConnectedBias pass throws): each way's failure is its row, the gate fails (12)
+    naming it, and the report says why."""
+    artifact = artifact_copy(ov_artifact)
+    env = {**platform_env, "BERTC_QEMU_AARCH64": str(fake_emulator(tmp_path, "way-fails"))}
+    arguments = verify_arguments(artifact, glue_data_dir, "--platform", "arm64:a76")
+    result = bertc_cli(*arguments, "--limit", "5", "--json", env=env)
+    assert result.returncode == 12, result.stderr
+    line = one_error_line(result.stderr)
+    assert "arm64 a76 ov-static: the runtime failed (ov-static: cannot load" in line
+    rows = json.loads(result.stdout)["platform"]["rows"]
+    failed = [row for row in rows if row["core"] == "a76"]
+    assert [row["way"] for row in failed] == ["ov-static", "ov-as-loaded"]
+    assert all(row["error"] and not row["passed"] and row["max_abs_x86"] is None for row in failed)
+    markdown = (artifact / "reports" / "verify-sst2.md").read_text()
+    assert "ConvertFullyConnectedBias" in markdown and "arm64 a76 FAIL" in markdown

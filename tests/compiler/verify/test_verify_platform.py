@@ -427,3 +427,15 @@ def test_the_emulated_environment_drops_the_hosts_python_path(
     assert env["QEMU_CPU"].startswith("max,sve-default-vector-length=16")
     command = arm64.command("qemu", layout, "a55", "worker.py")
     assert command == ["qemu", "-L", str(layout.core("a55")), str(layout.python), "worker.py"]
+
+
+def test_a_way_that_failed_on_the_core_fails_the_gate_with_its_reason() -> None:
+    made = rows({("a76", "ort"): 0.0})
+    made.append(platform.failed_row("a76", "ov-static", 7, "ov-static: cannot load: threw", 2.0))
+    passed, message = platform.gate_message(made, 0.05, 0.995)
+    assert not passed
+    assert "arm64 a76 ov-static: the runtime failed (ov-static: cannot load: threw)" in message
+    row = made[-1]
+    assert row.examples == 7 and row.max_abs_x86 is None and row.max_abs_fp32 is None
+    cells = render.platform_rows(dataclasses.replace(check_for(True), rows=tuple(made)))[-1]
+    assert cells[0] == "arm64 a76 FAIL" and cells[3:8] == ("—",) * 5 and cells[8] == "2.0"
