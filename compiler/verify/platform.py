@@ -276,6 +276,56 @@ def run_host(request: dict[str, Any]) -> dict[str, np.ndarray]:
         raise ArtifactError(f"on this machine: {error}") from error
 
 
+@dataclass(frozen=True)
+class _Comparison:
+    """How a way's logits become a row: the artifact's columns in task order, the class ids
+    (None: regression or embeddings), fp32 on the sample, and the gate."""
+
+    columns: list[int] | None
+    classes: Callable[[np.ndarray], np.ndarray] | None
+    fp32: np.ndarray
+    gate: tuple[float, float]
+
+    def ordered(self, logits: np.ndarray) -> np.ndarray:
+        return logits if self.columns is None else logits[:, self.columns]
+
+    def rows(
+        self,
+        core: str,
+        results: Mapping[str, np.ndarray],
+        host: Mapping[str, np.ndarray] | None,
+        ways: Sequence[str],
+        platform: str,
+    ) -> list[PlatformRow]:
+        """One row per way of `results` (`host` None: these are the x86 rows)."""
+        made = []
+        for way in ways:
+            seconds = float(results[f"seconds:{way}"][0])
+            if f"error:{way}" in results:
+                error = str(results[f"error:{way}"][0])
+                made.append(failed_row(core, way, len(self.fp32), error, seconds, platform))
+                continue
+            x86 = None if host is None else self.ordered(host[way])
+            logits = self.ordered(results[way])
+            made.append(
+                platform_row(
+                    core, way, logits, x86, self.fp32, self.classes, seconds, self.gate, platform
+                )
+            )
+        return made
+
+
+def check_runtime(manifest: Mapping[str, Any]) -> list[str]:
+    """The ways the artifact's runtime runs in; UsageError for a runtime without an aarch64
+    build here (checked before verify's dev run)."""
+    from bertc.targets.platforms.worker import WAYS
+
+    runtime = manifest["runtime"]["name"]
+    if runtime not in WAYS:
+        raise UsageError(f"--platform runs {' and '.join(WAYS)} artifacts, not {runtime}")
+    return list(WAYS[runtime])
+
+
 def check_platform(
     artifact_dir: Path,
     manifest: Mapping[str, Any],
@@ -289,86 +339,50 @@ def check_platform(
 ) -> PlatformCheck:
     """Run and compare (see the module's docstring). `fp32_logits` are the reference's on all
     `examples`, in the task's label order; `artifact_columns` put the artifact's outputs in
-    that order (None: as they are). Installs the platform first when it is not there.
+    that order (None: as they are, and no classes: an encoder). Installs the platform first
+    when it is not there.
 
     Raises UsageError for a runtime with no emulated build, PlatformError (19) when the
-    platform cannot be installed or an emulated run fails, ArtifactError (11) when the runtime
-    fails on this machine."""
+    platform cannot be installed or an emulated run crashes or times out, ArtifactError (11)
+    when the runtime fails on this machine. A way whose runtime fails on an emulated core is
+    a failed row (`PlatformRow.error`), not an exception."""
     from bertc.calibration.metrics import predictions_from_logits
     from bertc.targets.platforms import arm64
-    from bertc.targets.platforms.worker import WAYS
 
-    runtime = manifest["runtime"]["name"]
-    if runtime not in WAYS:
-        raise UsageError(f"--platform runs {' and '.join(WAYS)} artifacts, not {runtime}")
-    ways = list(WAYS[runtime])
+    ways = check_runtime(manifest)
     indices = sample_indices(len(examples), options.limit, options.seed)
     sampled = [examples[int(index)] for index in indices]
     qemu, layout = prepare(progress)
+    scores_only = task.is_regression or artifact_columns is None  # regression, an encoder
+    comparison = _Comparison(
+        columns=None if artifact_columns is None else list(artifact_columns),
+        classes=None if scores_only else (lambda logits: predictions_from_logits(task, logits)),
+        fp32=np.asarray(fp32_logits)[indices],
+        gate=(options.max_error, options.min_agreement),
+    )
     request = {
-        "loader": "",
         "ways": ways,
         "threads": threads,
         "output": compared_output_index(manifest["model"]["outputs"]),
         "examples": worker_examples(artifact_dir, manifest, sampled),
     }
-    columns = list(artifact_columns) if artifact_columns is not None else None
-    regression_or_encoder = task.is_regression or artifact_columns is None
-
-    def classes(logits: np.ndarray) -> np.ndarray:
-        return predictions_from_logits(task, logits)
-
-    def ordered(logits: np.ndarray) -> np.ndarray:
-        return logits if columns is None else logits[:, columns]
-
-    classify = None if regression_or_encoder else classes
-    fp32 = np.asarray(fp32_logits)[indices]
-    gate = (options.max_error, options.min_agreement)
     folder = arm64.stage_run(layout)
     try:
-        runs = {"artifact": str(_emulated_artifact(artifact_dir, folder))}
-        progress(f"{host_platform.machine()}: the same {len(sampled)} examples, {', '.join(ways)}")
-        host = run_host({**request, **runs, "loader": str(arm64.LOADER)})
-        rows = [
-            platform_row(
-                HOST_CORE,
-                way,
-                ordered(host[way]),
-                None,
-                fp32,
-                classify,
-                float(host[f"seconds:{way}"][0]),
-                gate,
-                host_platform.machine(),
-            )
-            for way in ways
-        ]
-        emulated_request = {**request, **runs, "loader": str(folder / arm64.LOADER.name)}
+        request["artifact"] = str(_emulated_artifact(artifact_dir, folder))
+        machine = host_platform.machine()
+        progress(f"{machine}: the same {len(sampled)} examples, {', '.join(ways)}")
+        host = run_host({**request, "loader": str(arm64.LOADER)})
+        rows = comparison.rows(HOST_CORE, host, None, ways, machine)
+        emulated = {**request, "loader": str(folder / arm64.LOADER.name)}
         timeout = _timeout(len(sampled) * len(ways))
         for core in options.cores:
             progress(f"arm64 {core}: {len(sampled)} examples, {', '.join(ways)} (emulated)")
-            results = run_emulated(qemu, layout, core, folder, emulated_request, timeout)
-            for way in ways:
-                seconds = float(results[f"seconds:{way}"][0])
-                if f"error:{way}" in results:
-                    error = str(results[f"error:{way}"][0])
-                    rows.append(failed_row(core, way, len(sampled), error, seconds))
-                    continue
-                rows.append(
-                    platform_row(
-                        core,
-                        way,
-                        ordered(results[way]),
-                        ordered(host[way]),
-                        fp32,
-                        classify,
-                        seconds,
-                        gate,
-                    )
-                )
+            results = run_emulated(qemu, layout, core, folder, emulated, timeout)
+            rows += comparison.rows(core, results, host, ways, options.platform)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     passed, message = gate_message(rows, options.max_error, options.min_agreement)
+    versions = emulated_versions(layout)
     return PlatformCheck(
         platform=options.platform,
         cores=tuple(options.cores),
@@ -381,8 +395,8 @@ def check_platform(
         passed=passed,
         message=message,
         emulator=emulator_description(qemu, layout),
-        runtime_versions=emulated_versions(layout),
-        notes=platform_notes(manifest, emulated_versions(layout), len(sampled), len(examples))
+        runtime_versions=versions,
+        notes=platform_notes(manifest, versions, len(sampled), len(examples))
         + tuple(_failure(row) for row in rows if row.error is not None),
     )
 

@@ -22,7 +22,7 @@ from bertc.compiler.verify.checks import (
 from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, MeasuredOutputs, run_both
 from bertc.compiler.verify.model import VerifyReport
-from bertc.compiler.verify.platform import PlatformOptions, check_platform
+from bertc.compiler.verify.platform import PlatformOptions, check_platform, check_runtime
 from bertc.compiler.verify.platform import prepare as prepare_platform
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
 from bertc.compiler.verify.report import build_report, save_reports
@@ -98,6 +98,8 @@ def verify_artifact(
     if glue_task is None:
         glue_task = get_task(recorded_task(manifest) or _no_task(artifact_dir))
     check_task_fits(manifest, glue_task, artifact_dir)
+    if platform is not None:
+        check_runtime(manifest)
     encoder = is_encoder(manifest)
     artifact_columns = (
         None
