@@ -173,7 +173,8 @@ def gate_message(
     if not failed:
         worst = max((row.max_abs_x86 or 0.0 for row in emulated), default=0.0)
         return True, (
-            f"platform gate passed: {len(emulated)} emulated runs within {limits} of x86 "
+            f"platform gate passed: {len(emulated)} emulated run{'s' * (len(emulated) != 1)} "
+            f"within {limits} of x86 "
             f"(largest logit difference {worst:.3g})"
         )
     named = "; ".join(_failure(row) for row in failed[:NAMED_FAILURES])

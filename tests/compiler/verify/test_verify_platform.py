@@ -288,6 +288,8 @@ def fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     qemu.write_text("#!/bin/sh\n")
     qemu.chmod(0o755)
     monkeypatch.setenv("BERTC_QEMU_AARCH64", str(qemu))
+    # the host's own sources are read for real only where a real install runs (any host OS)
+    monkeypatch.setattr(arm64, "host_sources", lambda: ("debian.sources", DEB822))
     return qemu
 
 
@@ -395,6 +397,17 @@ URIs: http://deb.debian.org/debian
 Suites: bookworm
 Components: main
 """
+
+
+def test_the_sources_are_read_from_the_hosts_apt_folder_or_refused(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    with pytest.raises(PlatformError, match="no Debian apt sources"):
+        arm64.host_sources(tmp_path)
+    (tmp_path / "sources.list").write_text("deb http://deb.debian.org/debian bookworm main\n")
+    assert arm64.host_sources(tmp_path)[0] == "debian.list"
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(DEB822)
+    name, text = arm64.host_sources(tmp_path)
+    assert name == "debian.sources" and "Architectures: arm64" in text
 
 
 def test_the_private_sources_are_the_hosts_binary_ones_for_arm64_only() -> None:
