@@ -92,6 +92,10 @@ class GateResult:
     message: str
 
 
+# `PlatformRow.core` of this machine's own rows (the x86 run the emulated cores are compared with).
+HOST_CORE = "host"
+
+
 @dataclass(frozen=True)
 class PlatformRow:
     """One way of running the artifact on one machine, against the x86 run of the same way on

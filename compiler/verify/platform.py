@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from bertc.compiler.core.errors import ArtifactError, PlatformError, UsageError
 from bertc.compiler.core.progress import Progress, silent
-from bertc.compiler.verify.model import PlatformCheck, PlatformRow
+from bertc.compiler.verify.model import HOST_CORE, PlatformCheck, PlatformRow
 from bertc.compiler.verify.reference import compared_output_index
 
 if TYPE_CHECKING:
@@ -40,7 +40,6 @@ DEFAULT_MIN_AGREEMENT = 0.995
 TIMEOUT_ENV = "BERTC_PLATFORM_TIMEOUT_S"
 TIMEOUT_BASE_S = 600.0
 TIMEOUT_PER_RUN_S = 20.0
-HOST_CORE = "host"
 # How many failing rows the gate's one line names.
 NAMED_FAILURES = 3
 

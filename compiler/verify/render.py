@@ -11,7 +11,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from bertc.compiler.core.manifest import to_jsonable
-from bertc.compiler.verify.platform import HOST_CORE
+from bertc.compiler.verify.model import HOST_CORE
 
 if TYPE_CHECKING:
     from bertc.compiler.verify.model import PlatformCheck, VerifyReport
