@@ -301,6 +301,13 @@ def verify_command(
     their logits' distance from this machine's (exit 12; exit 19 when emulation cannot run).
     """
     cores = platform_spec(platform)
+    platform_flags = (limit, platform_max_error, platform_min_agreement)
+    defaults = (DEFAULT_PLATFORM_LIMIT, DEFAULT_PLATFORM_MAX_ERROR, DEFAULT_PLATFORM_MIN_AGREEMENT)
+    if cores is None and platform_flags != defaults:
+        raise UsageError(
+            "--limit, --platform-max-error and --platform-min-agreement apply to --platform: "
+            "pass --platform arm64 (or arm64:CORE)"
+        )
     check_signature(artifact, public_key)
     task = task or task_of(artifact)
     from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact

@@ -69,6 +69,8 @@ BAD_FLAGS = {
     "infinite max error": ["--platform", "arm64", "--platform-max-error", "inf"],
     "agreement over one": ["--platform", "arm64", "--platform-min-agreement", "1.5"],
     "negative agreement": ["--platform", "arm64", "--platform-min-agreement", "-0.1"],
+    "limit without platform": ["--limit", "10"],
+    "gate without platform": ["--platform-max-error", "0.1"],
 }
 
 
