@@ -15,7 +15,7 @@ import traceback
 from typing import Annotated
 
 import typer
-from bertc.compiler.cli import artifact, signing, training
+from bertc.compiler.cli import artifact, platforms, signing, training
 from bertc.compiler.cli.fast_run import plain_run_arguments
 from bertc.compiler.core.errors import BertcError
 
@@ -57,6 +57,7 @@ app = typer.Typer(
 )
 for name, command in {**artifact.COMMANDS, **signing.COMMANDS, **training.COMMANDS}.items():
     app.command(name)(command)
+app.add_typer(platforms.platform_app, name="platform")
 
 
 def _print_version(value: bool) -> None:

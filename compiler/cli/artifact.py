@@ -41,6 +41,13 @@ from bertc.compiler.cli.options import (
     at_least_one,
     resolve_alias,
 )
+from bertc.compiler.cli.platforms import (
+    PlatformLimit,
+    PlatformMaxError,
+    PlatformMinAgreement,
+    PlatformSpec,
+    platform_spec,
+)
 from bertc.compiler.cli.signing import PublicKey, SignKey, check_signature
 from bertc.compiler.core.enums import Recipe
 from bertc.compiler.core.errors import GateFailedError, UsageError
@@ -49,6 +56,11 @@ from bertc.compiler.core.manifest import read_manifest
 from bertc.compiler.core.progress import Progress
 
 TOKEN_IDS_NOTE = "token ids in"
+# verify --platform's defaults (bertc.compiler.verify.platform's, which imports numpy: held
+# equal by a test).
+DEFAULT_PLATFORM_LIMIT = 50
+DEFAULT_PLATFORM_MAX_ERROR = 0.05
+DEFAULT_PLATFORM_MIN_AGREEMENT = 0.995
 # The --verify gate of `compile --max-drop none` (no budget): verify's own default.
 DEFAULT_GATE_DROP = 0.5
 
@@ -275,19 +287,45 @@ def verify_command(
     ] = False,
     as_json: AsJson = False,
     public_key: PublicKey = None,
+    platform: PlatformSpec = None,
+    limit: PlatformLimit = str(DEFAULT_PLATFORM_LIMIT),
+    platform_max_error: PlatformMaxError = DEFAULT_PLATFORM_MAX_ERROR,
+    platform_min_agreement: PlatformMinAgreement = DEFAULT_PLATFORM_MIN_AGREEMENT,
 ) -> None:
     """Score an artifact against its fp32 model on a GLUE dev set; fail if it lost too much.
 
     A sentence encoder is scored on stsb: Spearman of the cosine similarity of each pair's
     embeddings against the gold scores. --json prints the report. With --public-key the
     artifact's signature is checked first (exit 16 when unsigned, wrongly signed or edited).
+    --platform arm64 also runs a seeded sample (--limit) on emulated ARM64 cores and gates on
+    their logits' distance from this machine's (exit 12; exit 19 when emulation cannot run).
     """
+    cores = platform_spec(platform)
+    platform_flags = (limit, platform_max_error, platform_min_agreement)
+    defaults = (DEFAULT_PLATFORM_LIMIT, DEFAULT_PLATFORM_MAX_ERROR, DEFAULT_PLATFORM_MIN_AGREEMENT)
+    if cores is None and platform_flags != defaults:
+        raise UsageError(
+            "--limit, --platform-max-error and --platform-min-agreement apply to --platform: "
+            "pass --platform arm64 (or arm64:CORE)"
+        )
     check_signature(artifact, public_key)
     task = task or task_of(artifact)
     from bertc.compiler.verify import STAGE_LABELS, raise_if_gate_failed, verify_artifact
+    from bertc.compiler.verify.platform import PlatformOptions
 
     # Only when given: verify_artifact takes reference_threads from the version that has it.
-    extra = {} if reference_threads is None else {"reference_threads": reference_threads}
+    extra: dict[str, Any] = (
+        {} if reference_threads is None else {"reference_threads": reference_threads}
+    )
+    if cores is not None:
+        extra["platform"] = PlatformOptions(
+            cores=cores,
+            limit=limit,  # type: ignore[arg-type]  (the callback made it an int or None)
+            seed=seed,
+            max_error=platform_max_error,
+            min_agreement=platform_min_agreement,
+        )
+
     with output.progress("verifying", STAGE_LABELS) as progress:
         report = verify_artifact(
             artifact,

@@ -131,3 +131,11 @@ class TrainingDivergedError(BertcError):
     --learning-rate."""
 
     exit_code = 18
+
+
+class PlatformError(BertcError):
+    """An emulated platform (`--platform arm64`) is not installed and cannot be (no
+    qemu-aarch64-static: the message says how to install it), an install step failed, or the
+    emulated run crashed or timed out. One line naming the step or the core."""
+
+    exit_code = 19

@@ -51,6 +51,10 @@ def apply_gate(task: GlueTask, headline: MetricDelta, max_drop: float) -> GateRe
 
 
 def raise_if_gate_failed(report: VerifyReport) -> None:
-    """GateFailedError with the gate's one-line message when the headline metric dropped too far."""
-    if not report.gate.passed:
-        raise GateFailedError(report.gate.message)
+    """GateFailedError with the gate's one-line message when the headline metric dropped too
+    far, or (`--platform`) an emulated core's logits moved too far from x86's: both named."""
+    failed = [report.gate.message] if not report.gate.passed else []
+    if report.platform is not None and not report.platform.passed:
+        failed.append(report.platform.message)
+    if failed:
+        raise GateFailedError("; ".join(failed))

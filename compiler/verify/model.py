@@ -92,6 +92,53 @@ class GateResult:
     message: str
 
 
+# `PlatformRow.core` of this machine's own rows (the x86 run the emulated cores are compared with).
+HOST_CORE = "host"
+
+
+@dataclass(frozen=True)
+class PlatformRow:
+    """One way of running the artifact on one machine, against the x86 run of the same way on
+    the same sampled examples and against fp32 PyTorch. Agreement: the share predicting the
+    same class (None for regression scores and embeddings); errors over every example and output.
+    `seconds`: the way's wall time (load included), a note only: emulated time is no latency.
+    A way whose runtime failed there has `error` and no figures, and fails the gate."""
+
+    platform: str
+    core: str
+    way: str
+    examples: int
+    agreement_x86: float | None
+    max_abs_x86: float | None
+    mean_abs_x86: float | None
+    agreement_fp32: float | None
+    max_abs_fp32: float | None
+    seconds: float
+    passed: bool
+    # The runtime failed on this machine (it could not compile or run the artifact): why.
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PlatformCheck:
+    """`verify --platform`: each emulated core's rows (and the x86 rows they are compared with),
+    the sample they ran on, and the gate on the emulated rows against x86."""
+
+    platform: str
+    cores: tuple[str, ...]
+    examples: int
+    split_examples: int
+    sample_seed: int
+    max_error: float
+    min_agreement: float
+    rows: tuple[PlatformRow, ...]
+    passed: bool
+    message: str
+    emulator: str
+    runtime_versions: Mapping[str, str]
+    notes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     """Everything `bertc verify` measured; rendered by `bertc.compiler.verify.render`."""
@@ -119,6 +166,8 @@ class VerifyReport:
     compared_output: str = "logits"
     # Why the report files could not be written (a read-only or full disk); None once written.
     reports_not_saved: str | None = None
+    # `--platform`: the artifact on emulated cores against its x86 run (None: not asked for).
+    platform: PlatformCheck | None = None
 
     @property
     def headline(self) -> MetricDelta:

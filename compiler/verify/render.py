@@ -11,9 +11,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from bertc.compiler.core.manifest import to_jsonable
+from bertc.compiler.verify.model import HOST_CORE
 
 if TYPE_CHECKING:
-    from bertc.compiler.verify.model import VerifyReport
+    from bertc.compiler.verify.model import PlatformCheck, VerifyReport
     from rich.console import RenderableType
 
 JSON_SCHEMA = "bertc.verify/1"
@@ -114,6 +115,68 @@ def summary_rows(report: VerifyReport) -> list[tuple[str, str]]:
     ]
 
 
+PLATFORM_COLUMNS = (
+    "machine",
+    "way",
+    "examples",
+    "agree x86",
+    "max |Δ| x86",
+    "mean |Δ| x86",
+    "agree fp32",
+    "max |Δ| fp32",
+    "wall s*",
+)
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.2f}%"
+
+
+def _difference(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def platform_rows(check: PlatformCheck) -> list[tuple[str, ...]]:
+    """One row per machine and way, in PLATFORM_COLUMNS' order (x86 first, its vs-x86 cells
+    empty); a failing emulated row's core is marked."""
+    return [
+        (
+            (row.platform if row.core == HOST_CORE else f"{row.platform} {row.core}")
+            + ("" if row.passed else " FAIL"),
+            row.way,
+            str(row.examples),
+            _share(row.agreement_x86),
+            _difference(row.max_abs_x86),
+            _difference(row.mean_abs_x86),
+            _share(row.agreement_fp32),
+            _difference(row.max_abs_fp32),
+            f"{row.seconds:.1f}",
+        )
+        for row in check.rows
+    ]
+
+
+def platform_caption(check: PlatformCheck) -> str:
+    return (
+        "Δ: logit difference; agree: share with the same class; *wall time, loading and "
+        f"emulation included: not a latency. {check.examples} of {check.split_examples} "
+        f"examples (seed {check.sample_seed}); "
+        f"{check.emulator}; aarch64 wheels "
+        + ", ".join(f"{name} {version}" for name, version in sorted(check.runtime_versions.items()))
+    )
+
+
+def _platform_table(check: PlatformCheck) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(title=f"--platform {check.platform}", caption=platform_caption(check))
+    for column in PLATFORM_COLUMNS:
+        table.add_column(column, justify="left" if column in ("machine", "way") else "right")
+    for row in platform_rows(check):
+        table.add_row(*row)
+    return table
+
+
 def render_table(report: VerifyReport) -> RenderableType:
     """Metrics table and summary table, with the gate's verdict as the caption."""
     from rich.console import Group
@@ -144,6 +207,13 @@ def render_table(report: VerifyReport) -> RenderableType:
         summary.add_row(label, value)
     gate_style = "bold green" if report.gate.passed else "bold red"
     parts: list[Any] = [metrics, summary, f"[{gate_style}]{_escape(report.gate.message)}[/]"]
+    if report.platform is not None:
+        style = "bold green" if report.platform.passed else "bold red"
+        parts += [
+            _platform_table(report.platform),
+            f"[{style}]{_escape(report.platform.message)}[/]",
+        ]
+        parts.extend(f"note: {_escape(note)}" for note in report.platform.notes)
     parts.extend(f"note: {_escape(note)}" for note in report.notes)
     return Group(*parts)
 
@@ -188,7 +258,24 @@ def render_markdown(report: VerifyReport) -> str:
         ]
     if report.notes:
         lines += ["", "Notes:"] + [f"- {note}" for note in report.notes]
+    if report.platform is not None:
+        lines += ["", *platform_markdown(report.platform)]
     return "\n".join(lines) + "\n"
+
+
+def platform_markdown(check: PlatformCheck) -> list[str]:
+    """The `--platform` section of the Markdown report: verdict, table, caption, notes."""
+    lines = [
+        f"## --platform {check.platform}",
+        "",
+        f"**{check.message}**",
+        "",
+        "| " + " | ".join(PLATFORM_COLUMNS) + " |",
+        "|" + "---|" * len(PLATFORM_COLUMNS),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in platform_rows(check)]
+    lines += ["", platform_caption(check) + "."]
+    return lines + [f"- {note}" for note in check.notes]
 
 
 def report_to_json(report: VerifyReport) -> dict[str, Any]:

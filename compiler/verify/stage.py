@@ -22,6 +22,8 @@ from bertc.compiler.verify.checks import (
 from bertc.compiler.verify.gate import DEFAULT_MAX_DROP, raise_if_gate_failed
 from bertc.compiler.verify.measure import DEFAULT_BATCH_SIZE, MeasuredOutputs, run_both
 from bertc.compiler.verify.model import VerifyReport
+from bertc.compiler.verify.platform import PlatformOptions, check_platform, check_runtime
+from bertc.compiler.verify.platform import prepare as prepare_platform
 from bertc.compiler.verify.reference import load_reference, reference_thread_count
 from bertc.compiler.verify.report import build_report, save_reports
 from bertc.compiler.verify.statistics import DEFAULT_BOOTSTRAP_SAMPLES
@@ -37,6 +39,7 @@ STAGE_LABELS = {
     "artifact": "running the artifact at batch 1",
     "throughput": "measuring batched throughput",
     "reference": "running the fp32 reference",
+    "platform": "emulated platform: the artifact on its runtime's aarch64 build (--platform)",
     "metrics": "scoring, paired bootstrap",
     "report": "writing reports",
 }
@@ -59,6 +62,7 @@ def verify_artifact(
     raise_on_gate_failure: bool = True,
     write_reports: bool = True,
     progress: Progress = silent,
+    platform: PlatformOptions | None = None,
 ) -> VerifyReport:
     """Score the artifact against its fp32 reference, write the reports, then apply the gate.
 
@@ -78,16 +82,24 @@ def verify_artifact(
     to. Reports the file system refuses (a read-only artifact) leave the result standing, with
     `reports_not_saved` saying why; `write_reports=False` writes none (`compile --verify` writes
     them once the artifact is in place).
+
+    `platform` (`--platform arm64`): a seeded sample also runs on emulated ARM64 cores and is
+    compared with this machine's run (`verify.platform.check_platform`); the report holds it
+    and the gate fails on it too. PlatformError (19) when the emulation cannot run.
     """
     artifact_dir = Path(artifact_dir)
     glue_task = get_task(task) if task is not None else None
     check_settings(max_drop, batch_size, threads, bootstrap_samples, reference_threads)
+    if platform is not None:
+        prepare_platform(progress)
     progress("integrity")
     manifest = read_manifest(artifact_dir)
     check_integrity(artifact_dir, manifest)
     if glue_task is None:
         glue_task = get_task(recorded_task(manifest) or _no_task(artifact_dir))
     check_task_fits(manifest, glue_task, artifact_dir)
+    if platform is not None:
+        check_runtime(manifest)
     encoder = is_encoder(manifest)
     artifact_columns = (
         None
@@ -111,6 +123,20 @@ def verify_artifact(
     if artifact_columns is not None and reference_columns is not None:
         outputs = in_task_order(outputs, artifact_columns, reference_columns)
         notes = [*notes, *label_order_notes(glue_task, artifact_columns, reference_columns)]
+    platform_check = None
+    if platform is not None:
+        progress("platform")
+        platform_check = check_platform(
+            artifact_dir,
+            manifest,
+            glue_task,
+            scored,
+            outputs.reference_logits,
+            None if artifact_columns is None else list(artifact_columns),
+            platform,
+            threads,
+            progress,
+        )
     progress("metrics")
     report = build_report(
         artifact_dir,
@@ -128,6 +154,7 @@ def verify_artifact(
         notes=notes,
         reference_threads=reference_thread_count(reference_threads),
     )
+    report = dataclasses.replace(report, platform=platform_check)
     if write_reports:
         progress("report")
         report = save_reports(artifact_dir, report)
