@@ -1356,8 +1356,12 @@ class CheckReport:
     def lines(self) -> list[str]:
         """The report as a few lines for a terminal or a log."""
 
-        def shown(value: float | None) -> str:
-            return "undefined" if value is None else f"{value:.6g}"
+        def shown(value: float | None, share: bool = False) -> str:
+            if value is None:
+                return "undefined"
+            return f"{value:.2%}" if share else f"{value:.6g}"
+
+        share = "agreement" in self.agreement_measure  # a share of examples, not r or cosine
 
         def where(place: dict[str, Any]) -> str:
             isa = " ".join(place.get("isa") or []) or "no ISA flags known"
@@ -1373,15 +1377,15 @@ class CheckReport:
             f"  here:    {where(self.here)}",
             f"  build:   {where(self.build)}",
             f"  vs build: max |Δ| {shown(self.max_abs_error)} (tolerance {self.tolerance:g}), "
-            f"{self.agreement_measure} {shown(self.agreement)}"
+            f"{self.agreement_measure} {shown(self.agreement, share)}"
             + (
                 f", {self.decided} decided (margin > {DECIDED_MARGINS:g}×tolerance): "
-                f"{shown(self.decided_agreement)}"
+                f"{shown(self.decided_agreement, True)}"
                 if self.decided_agreement is not None
                 else ""
             ),
             f"  vs fp32 PyTorch: max |Δ| {shown(self.reference_max_abs_error)}, "
-            f"{self.agreement_measure} {shown(self.reference_agreement)}",
+            f"{self.agreement_measure} {shown(self.reference_agreement, share)}",
         ]
         if self.tokenizer_ids is not None:
             lines.append(f"  tokenizer: {self.tokenizer_ids}")
