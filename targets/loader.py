@@ -1153,6 +1153,17 @@ def check_files(directory: Path, manifest: dict[str, Any]) -> int:
     return len(manifest["files"])
 
 
+def golden_section(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's `golden` section; GoldenMissingError when it has none."""
+    section = manifest.get("golden")
+    if not isinstance(section, dict):
+        raise GoldenMissingError(
+            f"{directory}: no golden outputs in this artifact (built before bertc recorded "
+            "them); recompile it"
+        )
+    return section
+
+
 def read_golden(artifact_dir: str | Path, manifest: dict[str, Any] | None = None) -> Golden:
     """The artifact's golden set, every field checked against the manifest (input kind, pair,
     input names and lengths, output widths, finite numbers, tolerance); GoldenMissingError when
@@ -1160,12 +1171,7 @@ def read_golden(artifact_dir: str | Path, manifest: dict[str, Any] | None = None
     sha256 is `check_files`'s to check."""
     directory = Path(artifact_dir)
     manifest = read_manifest(directory) if manifest is None else manifest
-    section = manifest.get("golden")
-    if not isinstance(section, dict):
-        raise GoldenMissingError(
-            f"{directory}: no golden outputs in this artifact (built before bertc recorded "
-            "them); recompile it"
-        )
+    section = golden_section(directory, manifest)
     path = directory / section["file"]
     where = f"{directory}: {section['file']}"
     try:
@@ -1285,9 +1291,9 @@ def _golden_ids(
 def _finite_values(values: list[Any], where: str) -> tuple[float, ...]:
     if not values or not all(_is_type(v, (float,)) for v in values):
         raise ArtifactLoadError(f"{where} is not a non-empty list of numbers")
-    array = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(array).all() or not np.isfinite(array.astype(np.float32)).all():
-        raise ArtifactLoadError(f"{where} holds a non-finite number")
+    array = np.abs(np.asarray(values, dtype=np.float64))
+    if not (array <= np.finfo(np.float32).max).all():  # NaN fails this too
+        raise ArtifactLoadError(f"{where} holds a non-finite number (or one past float32)")
     return tuple(float(v) for v in values)
 
 
@@ -1474,8 +1480,9 @@ def _tokenizer_ids(model: TextModel, golden: Golden) -> tuple[str | None, str | 
 
 def check_model(model: TextModel) -> CheckReport:
     """`check` on an artifact already loaded (`TextModel.check`)."""
-    golden = read_golden(model.artifact_dir, model.manifest)
-    return _check_loaded(model, golden, check_files(model.artifact_dir, model.manifest))
+    golden_section(model.artifact_dir, model.manifest)
+    files = check_files(model.artifact_dir, model.manifest)
+    return _check_loaded(model, read_golden(model.artifact_dir, model.manifest), files)
 
 
 def _check_loaded(model: TextModel, golden: Golden, files: int) -> CheckReport:
@@ -1574,8 +1581,9 @@ def check(artifact_dir: str | Path, threads: int | None = None) -> CheckReport:
     _check_threads(threads)
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
-    golden = read_golden(directory, manifest)  # before anything heavy: refused at once
-    files = check_files(directory, manifest)  # before a runtime reads a model file
+    golden_section(directory, manifest)  # none: said at once
+    files = check_files(directory, manifest)  # an edited file is an edit, before it is read
+    golden = read_golden(directory, manifest)
     model = TextModel(directory, manifest, backend_for(directory, manifest, threads))
     return _check_loaded(model, golden, files)
 
