@@ -101,7 +101,12 @@ def record_golden(
         for example, single in zip(inputs.examples, token_ids, strict=True)
     ]
     outputs = loader.golden_outputs(model, examples)
-    bad = [number for number, row in enumerate(outputs, start=1) if not np.isfinite(row).all()]
+    batched = loader.golden_outputs(model, examples, batch=True)
+    bad = [
+        number
+        for number, (row, batch_row) in enumerate(zip(outputs, batched, strict=True), start=1)
+        if not (np.isfinite(row).all() and np.isfinite(batch_row).all())
+    ]
     if bad:
         raise TargetBuildError(
             f"the built artifact gives non-finite outputs on golden example {bad[0]} "
@@ -120,9 +125,12 @@ def record_golden(
             dataclasses.replace(
                 example,
                 output=loader.float32_values(output),
+                batch_output=loader.float32_values(batch_output),
                 reference=loader.float32_values(expected),
             )
-            for example, output, expected in zip(examples, outputs, reference, strict=True)
+            for example, output, batch_output, expected in zip(
+                examples, outputs, batched, reference, strict=True
+            )
         ),
     )
     del model  # the runtime lets go of the model files before the staging folder moves

@@ -957,10 +957,12 @@ class IdsModel:
 GOLDEN_FORMAT = "bertc-golden/1"
 # Max |output - build machine's output| a device may show and still reproduce the artifact, on
 # any value of the compared output. Measured cross-ISA drift of INT8 MiniLM-L6 SST-2 logits, x86
-# (AVX-512 VNNI) vs emulated aarch64, same inputs (FIELD-NOTES.md, "ARM64"): ONNX Runtime dynamic
-# INT8 0.0056, QDQ 0.022, OpenVINO static shapes 0.028; 0.05 clears the worst with room, and is
-# 1/9 of the 0.485 of OpenVINO's known aarch64 fault, which it must fail.
-GOLDEN_TOLERANCE = 0.05
+# (AVX-512 VNNI) vs emulated aarch64 (QEMU, Cortex-A76), the same inputs run alone, over 200
+# seeded SST-2 dev sentences (/work/notes/bench-golden.md): ONNX Runtime dynamic INT8 max 0.079
+# (p99 0.052), OpenVINO static INT8 on static shapes max 0.100 (p99 0.061); FIELD-NOTES.md's
+# smaller figures (0.0056, 0.028) came from fewer inputs. 0.2 is twice the worst seen, and 0.4
+# of the 0.485 of OpenVINO's known aarch64 dynamic-shape fault, which must fail.
+GOLDEN_TOLERANCE = 0.2
 # A recorded tolerance above this would let a different model pass: refused as tampering.
 MAX_GOLDEN_TOLERANCE = 1.0
 # Examples whose build-machine margin (top logit minus the next; multi-label: distance from the
@@ -999,8 +1001,9 @@ class GoldenExample:
 
     `ids`: for an artifact that takes token ids, the ids the build fed it, one list per model
     input name (so a device without the `tokenizers` package can still check it); None for an
-    artifact that takes text. `output`: the artifact's on the build machine; `reference`: fp32
-    PyTorch's on the same token ids.
+    artifact that takes text. `output`: the artifact's on the build machine, the example run
+    alone; `batch_output`: the same with every golden example in one call (`golden_outputs`);
+    `reference`: fp32 PyTorch's on the same token ids, alone.
     """
 
     text: str
@@ -1008,6 +1011,7 @@ class GoldenExample:
     output: tuple[float, ...]
     reference: tuple[float, ...]
     ids: dict[str, tuple[int, ...]] | None = None
+    batch_output: tuple[float, ...] = ()
 
     def feeds(self) -> dict[str, np.ndarray]:
         """The recorded token ids as int64 arrays of shape [1, length]."""
@@ -1038,6 +1042,7 @@ class Golden:
             if example.ids is not None:
                 item["ids"] = {name: list(ids) for name, ids in example.ids.items()}
             item["output"] = list(example.output)
+            item["batch_output"] = list(example.batch_output)
             item["reference"] = list(example.reference)
             examples.append(item)
         return {
@@ -1080,21 +1085,41 @@ def compared_output(manifest: dict[str, Any]) -> str:
     return SENTENCE_EMBEDDING if SENTENCE_EMBEDDING in names else names[0]
 
 
-def golden_outputs(model: TextModel, examples: tuple[GoldenExample, ...] | list) -> np.ndarray:
-    """The compared output for each example, float64 [examples, values], each example run
-    alone (batch 1): raw text into an artifact that tokenizes inside, else the recorded token
-    ids. The build records what this gives, and `check` recomputes it the same way, so on the
-    build machine the two are equal. RuntimeFailure when the runtime fails on one."""
+def golden_outputs(
+    model: TextModel, examples: tuple[GoldenExample, ...] | list, batch: bool = False
+) -> np.ndarray:
+    """The compared output for each example, float64 [examples, values]: raw text into an
+    artifact that tokenizes inside, else the recorded token ids. Each example alone (batch 1),
+    or with `batch` all of them in one call: the texts as one list (`TextModel.outputs`), the
+    ids right-padded with zeros to the longest (attention_mask 0), as `load_ids(...).run` takes
+    a batch. The two take different paths through a runtime (OpenVINO: static shape buckets for
+    one input, dynamic shapes for a batch), so the golden set records both. The build records
+    what this gives and `check` recomputes it the same way, so on the build machine they are
+    equal. RuntimeFailure when the runtime fails on them."""
     index = list(model.manifest["model"]["outputs"]).index(compared_output(model.manifest))
+    if not examples:
+        return np.zeros((0, 0))
+    groups = [list(examples)] if batch else [[example] for example in examples]
     rows = []
-    for example in examples:
-        if example.ids is not None:
-            outputs = _guarded(model.backend.run_ids, example.feeds())
+    for group in groups:
+        if group[0].ids is not None:
+            outputs = _guarded(model.backend.run_ids, _padded([e.feeds() for e in group]))
         else:
-            pairs = None if example.text_pair is None else [example.text_pair]
-            outputs = model.outputs([example.text], pairs)
-        rows.append(np.asarray(outputs[index], dtype=np.float64).reshape(1, -1))
-    return np.concatenate(rows) if rows else np.zeros((0, 0))
+            pairs = None if group[0].text_pair is None else [str(e.text_pair) for e in group]
+            outputs = model.outputs([e.text for e in group], pairs)
+        rows.append(np.asarray(outputs[index], dtype=np.float64).reshape(len(group), -1))
+    return np.concatenate(rows)
+
+
+def _padded(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """[1, length] id arrays stacked into [examples, longest], right-padded with zeros."""
+    longest = max(next(iter(feed.values())).shape[1] for feed in feeds)
+    return {
+        name: np.concatenate(
+            [np.pad(feed[name], ((0, 0), (0, longest - feed[name].shape[1]))) for feed in feeds]
+        )
+        for name in feeds[0]
+    }
 
 
 def runtime_version(runtime: str) -> str:
@@ -1250,10 +1275,12 @@ def _golden_example(
         raise ArtifactLoadError(f"{where}: the artifact takes {wanted}, the example does not")
     output = _finite_values(_expect(item, "output", list, where), f"{where}: output")
     reference = _finite_values(_expect(item, "reference", list, where), f"{where}: reference")
-    if len(reference) != len(output):
-        raise ArtifactLoadError(
-            f"{where}: reference has {len(reference)} values, output {len(output)}"
-        )
+    batch = _finite_values(_expect(item, "batch_output", list, where), f"{where}: batch_output")
+    for name, values in (("reference", reference), ("batch_output", batch)):
+        if len(values) != len(output):
+            raise ArtifactLoadError(
+                f"{where}: {name} has {len(values)} values, output {len(output)}"
+            )
     labels = model.get("labels") or {}
     if model["head"] != "encoder" and labels and len(output) != len(labels):
         raise ArtifactLoadError(
@@ -1264,7 +1291,7 @@ def _golden_example(
         ids = _golden_ids(_expect(item, "ids", dict, where), names, where, model)
     elif "ids" in item:
         raise ArtifactLoadError(f"{where}: token ids recorded for an artifact that takes text")
-    return GoldenExample(text, text_pair, output, reference, ids)
+    return GoldenExample(text, text_pair, output, reference, ids, batch)
 
 
 def _golden_ids(
@@ -1318,7 +1345,8 @@ def _mode(manifest: dict[str, Any]) -> str:
 class CheckReport:
     """What `check` found: the golden outputs recomputed here against the build machine's.
 
-    `max_abs_error`: max |here - build| over every value (the gate: at most `tolerance`).
+    `max_abs_error`: max |here - build| over every value, each example run alone and all in
+    one batch (the gate: at most `tolerance`); `batch_max_abs_error`: the batch's alone.
     `agreement`: against the build, the share of examples with the same label
     (`agreement_measure` "argmax", or "labels over the threshold" for multi-label), the Pearson
     r of a regression score, or the lowest cosine similarity of an encoder's embeddings;
@@ -1336,6 +1364,7 @@ class CheckReport:
     output: str
     tolerance: float
     max_abs_error: float
+    batch_max_abs_error: float
     agreement: float | None
     agreement_measure: str
     decided: int
@@ -1382,7 +1411,8 @@ class CheckReport:
             f"{self.output}, {self.files_checked} files match the manifest",
             f"  here:    {where(self.here)}",
             f"  build:   {where(self.build)}",
-            f"  vs build: max |Δ| {shown(self.max_abs_error)} (tolerance {self.tolerance:g}), "
+            f"  vs build: max |Δ| {shown(self.max_abs_error)} (tolerance {self.tolerance:g}; "
+            f"in one batch {shown(self.batch_max_abs_error)}), "
             f"{self.agreement_measure} {shown(self.agreement, share)}"
             + (
                 f", {self.decided} decided (margin > {DECIDED_MARGINS:g}×tolerance): "
@@ -1486,16 +1516,23 @@ def check_model(model: TextModel) -> CheckReport:
 
 
 def _check_loaded(model: TextModel, golden: Golden, files: int) -> CheckReport:
-    """Run the golden inputs on `model` and compare (`compare_golden`)."""
+    """Run the golden inputs on `model`, alone and in one batch, and compare
+    (`compare_golden`)."""
     recorded = _as_float32([example.output for example in golden.examples])
-    reference = _as_float32([example.reference for example in golden.examples])
     here = golden_outputs(model, golden.examples)
     if here.shape != recorded.shape:
         raise ArtifactLoadError(
             f"{model.artifact_dir}: the model gives {here.shape[1]} values of {golden.output} "
             f"per example, the golden file records {recorded.shape[1]}"
         )
-    return compare_golden(model.artifact_dir, model, golden, here, recorded, reference, files)
+    runs = {
+        "alone": (here, recorded),
+        "batch": (
+            golden_outputs(model, golden.examples, batch=True),
+            _as_float32([example.batch_output for example in golden.examples]),
+        ),
+    }
+    return compare_golden(model, golden, runs, files)
 
 
 def _as_float32(rows: list[tuple[float, ...]]) -> np.ndarray:
@@ -1504,60 +1541,71 @@ def _as_float32(rows: list[tuple[float, ...]]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).astype(np.float64)
 
 
+def _run_errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """|got - want| per value; infinite where `got` is not finite."""
+    errors = np.abs(got - want)
+    return np.where(np.isfinite(errors), errors, np.inf)
+
+
 def compare_golden(
-    directory: Path,
     model: TextModel,
     golden: Golden,
-    here: np.ndarray,
-    recorded: np.ndarray,
-    reference: np.ndarray,
+    runs: dict[str, tuple[np.ndarray, np.ndarray]],
     files: int,
 ) -> CheckReport:
-    """The report for outputs computed here [examples, values] against the recorded ones."""
+    """The report for outputs computed here against the recorded ones: `runs` maps "alone" and
+    "batch" to (here, recorded), each [examples, values]."""
     problems = []
-    finite = bool(np.isfinite(here).all())
-    errors = np.abs(here - recorded) if finite else np.full_like(recorded, np.inf)
-    worst = int(errors.max(axis=1).argmax())
-    max_error = float(errors.max())
-    if not finite:
-        problems.append("the runtime gave non-finite outputs here")
-    elif max_error > golden.tolerance:
-        problems.append(
-            f"max |Δ| {max_error:.4g} exceeds the tolerance {golden.tolerance:g} "
-            f"(example {worst + 1})"
-        )
+    count = len(golden.examples)
+    places = {"alone": "run alone", "batch": f"in one batch of {count}"}
+    errors = {name: _run_errors(got, want) for name, (got, want) in runs.items()}
+    for name, error in errors.items():
+        if error.max() > golden.tolerance:
+            worst = int(error.max(axis=1).argmax())
+            problems.append(
+                f"max |Δ| {error.max():.4g} exceeds the tolerance {golden.tolerance:g} "
+                f"(example {worst + 1}, {places[name]})"
+            )
     problem_type, threshold, head = model.problem_type, model.threshold, model.head
+    here, recorded = runs["alone"]
+    reference = _as_float32([example.reference for example in golden.examples])
     measure, agreement = _agreement(here, recorded, head, problem_type, threshold)
     decided_agreement, decided = None, 0
-    decisions = _decisions(recorded, problem_type, threshold)
-    if decisions is not None:
-        confident = _margins(recorded, problem_type, threshold) > DECIDED_MARGINS * golden.tolerance
+    if _decisions(recorded, problem_type, threshold) is not None:
+        margin = DECIDED_MARGINS * golden.tolerance
+        changed: set[int] = set()
+        for got, want in runs.values():
+            confident = _margins(want, problem_type, threshold) > margin
+            mine, theirs = (_decisions(x, problem_type, threshold) for x in (got, want))
+            changed |= {int(i) for i in np.flatnonzero(confident) if mine[i] != theirs[i]}
+        confident = _margins(recorded, problem_type, threshold) > margin
         decided = int(confident.sum())
-        mine = _decisions(here, problem_type, threshold)
-        changed = [i + 1 for i in np.flatnonzero(confident) if mine[i] != decisions[i]]
-        decided_agreement = 1.0 - len(changed) / decided if decided else None
+        decided_agreement = 1.0 - len(changed & set(np.flatnonzero(confident).tolist())) / (
+            decided or 1
+        )
         if changed:
             problems.append(
                 f"{len(changed)} example(s) with a clear margin at build changed label "
-                f"(first: example {changed[0]})"
+                f"(first: example {min(changed) + 1})"
             )
     _, reference_agreement = _agreement(here, reference, head, problem_type, threshold)
     tokenizer_ids, tokenizer_problem = _tokenizer_ids(model, golden)
     if tokenizer_problem:
         problems.append(tokenizer_problem)
     return CheckReport(
-        artifact=str(directory),
+        artifact=str(model.artifact_dir),
         passed=not problems,
-        examples=len(golden.examples),
+        examples=count,
         source=golden.source,
         output=golden.output,
         tolerance=golden.tolerance,
-        max_abs_error=max_error,
+        max_abs_error=float(max(error.max() for error in errors.values())),
+        batch_max_abs_error=float(errors["batch"].max()),
         agreement=agreement,
         agreement_measure=measure,
         decided=decided,
-        decided_agreement=decided_agreement,
-        reference_max_abs_error=float(np.abs(here - reference).max()) if finite else float("inf"),
+        decided_agreement=decided_agreement if decided else None,
+        reference_max_abs_error=float(_run_errors(here, reference).max()),
         reference_agreement=reference_agreement,
         tokenizer_ids=tokenizer_ids,
         files_checked=files,
@@ -1570,9 +1618,10 @@ def compare_golden(
 def check(artifact_dir: str | Path, threads: int | None = None) -> CheckReport:
     """Recompute the artifact's golden outputs (`golden.json`) on this machine's runtime and
     compare them with what the build machine recorded: `report.passed` when every value is
-    within the recorded tolerance (GOLDEN_TOLERANCE, 0.05 by default: measured cross-ISA INT8
-    drift is at most 0.028, see its comment) and examples the build decided clearly keep their
-    label. Every listed file is hashed first (golden.json and the model included).
+    within the recorded tolerance (GOLDEN_TOLERANCE, 0.2 by default: measured cross-ISA INT8
+    drift reached 0.100 on MiniLM-L6 logits, see its comment) and examples the build decided
+    clearly keep their label, each run alone and all in one batch. Every listed file is hashed
+    first (golden.json and the model included).
 
     Raises GoldenMissingError (an ArtifactLoadError) when the artifact has no golden outputs,
     ArtifactLoadError for a missing, edited or malformed file or golden set (the script: exit

@@ -166,7 +166,16 @@ def test_an_edited_golden_file_fails_its_integrity_check(
 # ---- a resealed edit that is still a well-formed golden set: not reproduced (exit 12)
 
 RESEALED_LIES: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
-    "output value": (bump_output, f"exceeds the tolerance {loader.GOLDEN_TOLERANCE:g} (example 1)"),
+    "output value": (
+        bump_output,
+        f"exceeds the tolerance {loader.GOLDEN_TOLERANCE:g} (example 1, run alone)",
+    ),
+    "batch output value": (
+        lambda d: d["examples"][2]["batch_output"].__setitem__(
+            1, d["examples"][2]["batch_output"][1] - 1.0
+        ),
+        f"exceeds the tolerance {loader.GOLDEN_TOLERANCE:g} (example 3, in one batch of 16)",
+    ),
     "input": (swap_inputs, "exceeds the tolerance"),
 }
 
@@ -245,14 +254,36 @@ MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str, tuple[str, ...
     "output past float32": (set_example("output", [1e39, 1.0]), "non-finite", tuple(TARGETS)),
     "output a string": (set_example("output", ["2.0", 1.0]), "list of numbers", tuple(TARGETS)),
     "output too wide": (
-        lambda d: d["examples"][0].update(output=[1.0, 2.0, 3.0], reference=[1.0, 2.0, 3.0]),
+        lambda d: d["examples"][0].update(
+            output=[1.0, 2.0, 3.0], reference=[1.0, 2.0, 3.0], batch_output=[1.0, 2.0, 3.0]
+        ),
         "output has 3 values for the manifest's 2 labels",
+        tuple(TARGETS),
+    ),
+    "batch output missing": (
+        lambda d: d["examples"][3].pop("batch_output"),
+        "example 4: field 'batch_output' is missing",
+        tuple(TARGETS),
+    ),
+    "batch output NaN": (
+        set_example("batch_output", [float("nan"), 1.0]),
+        "non-finite",
+        tuple(TARGETS),
+    ),
+    "batch output too short": (
+        set_example("batch_output", [1.0]),
+        "batch_output has 1 values",
         tuple(TARGETS),
     ),
     "reference too short": (set_example("reference", [1.0]), "reference has 1", tuple(TARGETS)),
     "output too short everywhere": (
         lambda d: [
-            e.update(output=e["output"][:1], reference=e["reference"][:1]) for e in d["examples"]
+            e.update(
+                output=e["output"][:1],
+                reference=e["reference"][:1],
+                batch_output=e["batch_output"][:1],
+            )
+            for e in d["examples"]
         ],
         "1 values for the manifest's 2 labels",
         tuple(TARGETS),

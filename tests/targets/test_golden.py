@@ -86,6 +86,7 @@ def test_every_artifact_records_a_listed_golden_set_of_seeded_dev_inputs(
     assert golden.inputs == ("text" if takes_text else "token ids")
     assert all((e.ids is None) == takes_text for e in golden.examples)
     assert {len(e.output) for e in golden.examples} == {len(manifest["model"]["labels"])}
+    assert all(len(e.batch_output) == len(e.output) for e in golden.examples)
     assert golden.build["machine"] == loader.machine_description()["machine"]
 
 
@@ -96,7 +97,7 @@ def test_check_reproduces_the_golden_outputs_on_the_build_machine(
     artifact = build(compile_once, tiny_classifier, name)
     report = loader.check(artifact)
     assert report.passed, report.problems
-    assert report.max_abs_error <= 1e-6
+    assert report.max_abs_error <= 1e-6 and report.batch_max_abs_error <= 1e-6
     assert report.agreement == 1.0 and report.decided_agreement == 1.0
     assert report.decided > 0  # the trained tiny model decides its examples clearly
     assert report.files_checked == len(manifest_of(artifact)["files"])
