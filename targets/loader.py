@@ -1346,7 +1346,8 @@ class CheckReport:
     """What `check` found: the golden outputs recomputed here against the build machine's.
 
     `max_abs_error`: max |here - build| over every value, each example run alone and all in
-    one batch (the gate: at most `tolerance`); `batch_max_abs_error`: the batch's alone.
+    one batch (the gate: at most `tolerance`); `alone_max_abs_error`, `batch_max_abs_error`:
+    each of the two runs' own.
     `agreement`: against the build, the share of examples with the same label
     (`agreement_measure` "argmax", or "labels over the threshold" for multi-label), the Pearson
     r of a regression score, or the lowest cosine similarity of an encoder's embeddings;
@@ -1364,6 +1365,7 @@ class CheckReport:
     output: str
     tolerance: float
     max_abs_error: float
+    alone_max_abs_error: float
     batch_max_abs_error: float
     agreement: float | None
     agreement_measure: str
@@ -1411,8 +1413,8 @@ class CheckReport:
             f"{self.output}, {self.files_checked} files match the manifest",
             f"  here:    {where(self.here)}",
             f"  build:   {where(self.build)}",
-            f"  vs build: max |Δ| {shown(self.max_abs_error)} (tolerance {self.tolerance:g}; "
-            f"in one batch {shown(self.batch_max_abs_error)}), "
+            f"  vs build: max |Δ| {shown(self.alone_max_abs_error)} alone, "
+            f"{shown(self.batch_max_abs_error)} in one batch (tolerance {self.tolerance:g}), "
             f"{self.agreement_measure} {shown(self.agreement, share)}"
             + (
                 f", {self.decided} decided (margin > {DECIDED_MARGINS:g}×tolerance): "
@@ -1600,6 +1602,7 @@ def compare_golden(
         output=golden.output,
         tolerance=golden.tolerance,
         max_abs_error=float(max(error.max() for error in errors.values())),
+        alone_max_abs_error=float(errors["alone"].max()),
         batch_max_abs_error=float(errors["batch"].max()),
         agreement=agreement,
         agreement_measure=measure,
