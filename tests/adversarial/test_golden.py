@@ -12,6 +12,7 @@ that only the recomputation itself can tell). The last is what shows that check(
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -26,6 +27,8 @@ from bertc.compiler.core.hashing import sha256_file
 from bertc.compiler.core.manifest import MANIFEST_FILE, write_manifest
 from bertc.compiler.golden import GOLDEN_FILE
 from bertc.targets import loader
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from model_factory import make_checkpoint
 
 # target -> (quantization, options): an artifact that takes token ids, one that takes text.
@@ -484,3 +487,38 @@ def test_a_changed_model_file_is_refused_before_it_runs(artifact, monkeypatch, c
         handle.seek(-64, 2)
         handle.write(bytes([byte[0] ^ 0xFF]))
     assert_answer("api", directory, monkeypatch, capsys, EXIT_BROKEN, "model.ort has changed")
+
+
+# ---- the gate itself: any recorded value moved past the tolerance fails, within it passes
+
+
+@pytest.fixture(scope="module")
+def loaded_ids_artifact(compile_once, tiny_classifier) -> tuple[loader.TextModel, loader.Golden]:
+    quantization, options = BUILDS["ort-mobile"]
+    directory = compile_once(tiny_classifier, "ort-mobile", quantization, **options).artifact_dir
+    return loader.load(directory), loader.read_golden(directory)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    example=st.integers(0, 15),
+    column=st.integers(0, 1),
+    delta=st.floats(-1.0, 1.0, allow_nan=False),
+    run=st.sampled_from(["output", "batch_output"]),
+)
+def test_a_recorded_value_moved_past_the_tolerance_fails_and_within_it_passes(
+    loaded_ids_artifact, example: int, column: int, delta: float, run: str
+) -> None:
+    """The golden set as recorded, one value of one run moved by `delta`: check() passes
+    exactly when |delta| is within the tolerance (the tiny model's margins, about 5, are far
+    from any label change)."""
+    model, golden = loaded_ids_artifact
+    # float32 rounding of the moved value blurs the edge by ~1e-7: stay clear of it.
+    assume(abs(abs(delta) - golden.tolerance) > 1e-4)
+    chosen = golden.examples[example]
+    values = list(getattr(chosen, run))
+    values[column] += delta
+    moved = dataclasses.replace(chosen, **{run: tuple(values)})
+    examples = golden.examples[:example] + (moved,) + golden.examples[example + 1 :]
+    report = loader._check_loaded(model, dataclasses.replace(golden, examples=examples), 0)
+    assert report.passed == (abs(delta) <= golden.tolerance), report.problems
