@@ -522,3 +522,18 @@ def test_a_recorded_value_moved_past_the_tolerance_fails_and_within_it_passes(
     examples = golden.examples[:example] + (moved,) + golden.examples[example + 1 :]
     report = loader._check_loaded(model, dataclasses.replace(golden, examples=examples), 0)
     assert report.passed == (abs(delta) <= golden.tolerance), report.problems
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_listed_file_linked_out_of_the_artifact_is_refused(
+    artifact, monkeypatch, capsys, reader: str
+) -> None:
+    """The same bytes (so the same sha256) outside, linked in: check() hashes files inside the
+    artifact only, as bertc's integrity check does."""
+    directory = artifact("ort-mobile")
+    name = "tokenizer/tokenizer_config.json"
+    outside_copy = directory.parent / "tokenizer_config.json"
+    shutil.copyfile(directory / name, outside_copy)
+    (directory / name).unlink()
+    (directory / name).symlink_to(outside_copy)
+    assert_answer(reader, directory, monkeypatch, capsys, EXIT_BROKEN, "outside the artifact")
