@@ -1057,7 +1057,8 @@ class Golden:
             "output": self.output,
             "tolerance": self.tolerance,
             "tolerance_means": (
-                f"max |output - build output| over every value; and examples whose build margin "
+                "max |output - build output| over every value, each example run alone "
+                "(output) and all in one batch (batch_output); and examples whose build margin "
                 f"is over {DECIDED_MARGINS:g}x the tolerance keep their label"
             ),
             "build": self.build,
