@@ -44,6 +44,7 @@ from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.sparsity import zlib_compressed_bytes
 from bertc.compiler.export import check_parity, export_onnx
 from bertc.compiler.families import check_supported
+from bertc.compiler.golden import golden_inputs, record_golden
 from bertc.compiler.heads import head_section
 from bertc.compiler.loading import (
     HEAD_ENCODER,
@@ -243,6 +244,14 @@ def build_artifact(
     manifest["quantization_choice"] = options.quantization_choice(target.default_quantization)
     # The result keeps the build's objects (e.g. the quantization summary); the file and the
     # digest hold their JSON form.
+    manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)
+    write_manifest(artifact, manifest)
+    # The loader runs the written artifact as an app would; its golden file joins the manifest.
+    progress("golden")
+    golden = golden_inputs(
+        task, options.data_dir, loaded.head == HEAD_ENCODER, takes_pairs(loaded, task)
+    )
+    record_golden(artifact, manifest, loaded, golden, calibration_inputs(loaded, golden.examples))
     manifest[MANIFEST_DIGEST_FIELD] = manifest_digest(manifest)
     write_manifest(artifact, manifest)
     return manifest

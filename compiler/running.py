@@ -168,6 +168,21 @@ def run_artifact(
         yield from _label_chunk(label, chunk)
 
 
+def check_artifact(artifact: Path, threads: int | None) -> Any:
+    """The loader's golden check (`bertc.targets.loader.check`) after bertc's integrity check:
+    its CheckReport. ArtifactError (exit 11) when the artifact is edited or incomplete, holds
+    no golden outputs (built by an older bertc), or its runtime fails on a golden input."""
+    from bertc.targets.loader import ArtifactLoadError, RuntimeFailure, check
+
+    check_integrity(artifact, read_manifest(artifact))
+    try:
+        return check(artifact, threads)
+    except ArtifactLoadError as error:
+        raise ArtifactError(str(error)) from error
+    except RuntimeFailure as error:
+        raise ArtifactError(f"the runtime failed on a golden input: {error}") from error
+
+
 def _check_text_count(artifact: Path, model: Any, example: InputLine) -> None:
     """UsageError (exit 2) for TEXT arguments, DataError (exit 7) naming the line for a --file
     line, when the example holds another number of texts than the model takes."""

@@ -245,6 +245,11 @@ class TextModel:
             self.logits(texts, text_pairs), self.problem_type, self.labels, self.threshold
         )
 
+    def check(self) -> CheckReport:
+        """Recompute the artifact's golden outputs on this machine and compare them with the
+        build machine's (see the module function `check`, which loads the artifact first)."""
+        return check_model(self)
+
 
 def _as_texts(values: Any, name: str) -> list[str]:
     """A list of texts from a list (or one string); ValueError for anything else."""
@@ -656,6 +661,8 @@ _FIELDS: tuple[tuple[str, str, tuple[type, ...], bool, tuple[str, ...]], ...] = 
     ("calibration", "task", (str, _NONE), False, ()),
     ("runtime.static_shapes", "sequence_buckets", (list,), False, ()),
     ("runtime.static_shapes", "split_at", (list, _NONE), False, ()),
+    ("", "golden", (dict, _NONE), False, ()),
+    ("golden", "file", (str,), True, ()),
 )
 # Files the manifest names (the tokenizer folder: `model.tokenizer_dir`), bertc's PATH_FIELDS.
 _PATH_FIELDS = (
@@ -663,6 +670,7 @@ _PATH_FIELDS = (
     ("runtime", "weights"),
     ("runtime", "operator_config"),
     ("tokenizer", "model"),
+    ("golden", "file"),
 )
 _MAX_LENGTH = 1 << 16
 
@@ -944,11 +952,714 @@ class IdsModel:
         return _guarded(self.backend._whole, {name: inputs[name] for name in self.input_names})
 
 
+# ---- golden outputs: prove on the device that this runtime build gives what bertc verified
+
+GOLDEN_FORMAT = "bertc-golden/1"
+# Max |output - build machine's output| a device may show and still reproduce the artifact, on
+# any value of the compared output. Measured cross-ISA drift of INT8 MiniLM-L6 SST-2 logits, x86
+# (AVX-512 VNNI) vs emulated aarch64 (QEMU, Cortex-A76), the same inputs run alone, over 200
+# seeded SST-2 dev sentences (/work/notes/bench-golden.md): ONNX Runtime dynamic INT8 max 0.079
+# (p99 0.052), OpenVINO static INT8 on static shapes max 0.100 (p99 0.061); FIELD-NOTES.md's
+# smaller figures (0.0056, 0.028) came from fewer inputs. 0.2 is twice the worst seen, and under
+# 0.4 of the 0.514 that OpenVINO's known aarch64 dynamic-shape fault gives on MiniLM-L6's golden
+# batch, which must fail.
+GOLDEN_TOLERANCE = 0.2
+# A recorded tolerance above this would let a different model pass: refused as tampering.
+MAX_GOLDEN_TOLERANCE = 1.0
+# Examples whose build-machine margin (top logit minus the next; multi-label: distance from the
+# threshold) exceeds DECIDED_MARGINS × tolerance must keep their label on the device.
+DECIDED_MARGINS = 2.0
+MAX_GOLDEN_BYTES = 16 << 20
+MAX_GOLDEN_EXAMPLES = 1024
+# What golden examples feed: text (an artifact that tokenizes inside), or recorded token ids.
+GOLDEN_INPUTS = ("text", "token ids")
+SENTENCE_EMBEDDING = "sentence_embedding"
+# CPU features that decide whether an INT8 model is fast, or even accurate (bertc's ISA_FLAGS).
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
+# The script's exit codes (bertc's): an artifact that is incomplete or edited; a failed gate.
+EXIT_ARTIFACT = 11
+EXIT_NOT_REPRODUCED = 12
+
+
+class GoldenMissingError(ArtifactLoadError):
+    """The artifact holds no golden outputs (built by a bertc before they were recorded)."""
+
+
+@dataclass(frozen=True)
+class GoldenExample:
+    """One golden input and the compared output for it (float32 values, as JSON numbers).
+
+    `ids`: for an artifact that takes token ids, the ids the build fed it, one list per model
+    input name (so a device without the `tokenizers` package can still check it); None for an
+    artifact that takes text. `output`: the artifact's on the build machine, the example run
+    alone; `batch_output`: the same with every golden example in one call (`golden_outputs`);
+    `reference`: fp32 PyTorch's on the same token ids, alone.
+    """
+
+    text: str
+    text_pair: str | None
+    output: tuple[float, ...]
+    reference: tuple[float, ...]
+    ids: dict[str, tuple[int, ...]] | None = None
+    batch_output: tuple[float, ...] = ()
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        """The recorded token ids as int64 arrays of shape [1, length]."""
+        return {name: np.asarray([ids], dtype=np.int64) for name, ids in (self.ids or {}).items()}
+
+
+@dataclass(frozen=True)
+class Golden:
+    """The artifact's `golden.json`: a small seeded set of inputs, the compared output (the
+    first one; a sentence encoder's `sentence_embedding`) of the artifact on the build machine
+    and of the fp32 PyTorch reference, and the tolerance a device is held to."""
+
+    source: str
+    task: str | None
+    split: str | None
+    seed: int | None
+    inputs: str  # "text" or "token ids"
+    output: str
+    tolerance: float
+    build: dict[str, Any]
+    examples: tuple[GoldenExample, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's JSON document (floats written as float32's shortest repr)."""
+        examples = []
+        for example in self.examples:
+            item: dict[str, Any] = {"text": example.text, "text_pair": example.text_pair}
+            if example.ids is not None:
+                item["ids"] = {name: list(ids) for name, ids in example.ids.items()}
+            item["output"] = list(example.output)
+            item["batch_output"] = list(example.batch_output)
+            item["reference"] = list(example.reference)
+            examples.append(item)
+        return {
+            "format": GOLDEN_FORMAT,
+            "source": self.source,
+            "task": self.task,
+            "split": self.split,
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "output": self.output,
+            "tolerance": self.tolerance,
+            "tolerance_means": (
+                "max |output - build output| over every value, each example run alone "
+                "(output) and all in one batch (batch_output); and examples whose build margin "
+                f"is over {DECIDED_MARGINS:g}x the tolerance keep their label"
+            ),
+            "build": self.build,
+            "examples": examples,
+        }
+
+    def to_text(self) -> str:
+        """The file's bytes as text: the JSON document, keys sorted, one example a line."""
+        document = self.to_json()
+        examples = ",\n  ".join(
+            json.dumps(example, sort_keys=True, ensure_ascii=False, allow_nan=False)
+            for example in document["examples"]
+        )
+        # Inside a JSON string a quote is escaped, so only the key itself can match.
+        head = json.dumps({**document, "examples": []}, indent=1, sort_keys=True)
+        return head.replace('"examples": []', f'"examples": [\n  {examples}\n ]', 1) + "\n"
+
+
+def float32_values(values: Any) -> tuple[float, ...]:
+    """Values as float32, each written back as the shortest decimal that reads as it."""
+    return tuple(float(str(value)) for value in np.asarray(values, dtype=np.float32).ravel())
+
+
+def compared_output(manifest: dict[str, Any]) -> str:
+    """The output the golden set records: a sentence encoder's embedding, else the first."""
+    names = list(manifest["model"]["outputs"])
+    return SENTENCE_EMBEDDING if SENTENCE_EMBEDDING in names else names[0]
+
+
+def golden_outputs(
+    model: TextModel, examples: tuple[GoldenExample, ...] | list, batch: bool = False
+) -> np.ndarray:
+    """The compared output for each example, float64 [examples, values]: raw text into an
+    artifact that tokenizes inside, else the recorded token ids. Each example alone (batch 1),
+    or with `batch` all of them in one call: the texts as one list (`TextModel.outputs`), the
+    ids right-padded with zeros to the longest (attention_mask 0), as `load_ids(...).run` takes
+    a batch. The two take different paths through a runtime (OpenVINO: static shape buckets for
+    one input, dynamic shapes for a batch), so the golden set records both. The build records
+    what this gives and `check` recomputes it the same way, so on the build machine they are
+    equal. RuntimeFailure when the runtime fails on them."""
+    index = list(model.manifest["model"]["outputs"]).index(compared_output(model.manifest))
+    if not examples:
+        return np.zeros((0, 0))
+    groups = [list(examples)] if batch else [[example] for example in examples]
+    rows = []
+    for group in groups:
+        if group[0].ids is not None:
+            outputs = _guarded(model.backend.run_ids, _padded([e.feeds() for e in group]))
+        else:
+            pairs = None if group[0].text_pair is None else [str(e.text_pair) for e in group]
+            outputs = model.outputs([e.text for e in group], pairs)
+        rows.append(np.asarray(outputs[index], dtype=np.float64).reshape(len(group), -1))
+    return np.concatenate(rows)
+
+
+def _padded(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """[1, length] id arrays stacked into [examples, longest], right-padded with zeros."""
+    longest = max(next(iter(feed.values())).shape[1] for feed in feeds)
+    return {
+        name: np.concatenate(
+            [np.pad(feed[name], ((0, 0), (0, longest - feed[name].shape[1]))) for feed in feeds]
+        )
+        for name in feeds[0]
+    }
+
+
+def runtime_version(runtime: str) -> str:
+    """The installed version of the artifact's runtime (`openvino` or `onnxruntime`)."""
+    module = __import__(runtime)
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def machine_description() -> dict[str, Any]:
+    """This machine's architecture and the INT8-relevant ISA flags /proc/cpuinfo lists (none
+    where there is no /proc/cpuinfo)."""
+    import platform
+
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    flags.update(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return {"machine": platform.machine(), "isa": sorted(f for f in ISA_FLAGS if f in flags)}
+
+
+def platform_description(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Where outputs are computed: runtime, its version, machine and ISA flags."""
+    runtime = manifest["runtime"]["name"]
+    return {"runtime": runtime, "runtime_version": runtime_version(runtime)} | (
+        machine_description()
+    )
+
+
+def check_files(directory: Path, manifest: dict[str, Any]) -> int:
+    """Every file the manifest lists is there with its recorded sha256 (the model's too: the
+    golden outputs prove nothing about other files); ArtifactLoadError naming the first that
+    is missing, changed or (through a symbolic link) outside the artifact. Returns how many
+    files were checked."""
+    root = directory.resolve()
+    for name, entry in sorted(manifest["files"].items()):
+        recorded = entry.get("sha256") if isinstance(entry, dict) else None
+        path = directory / name
+        try:
+            inside = path.resolve().is_relative_to(root)
+        except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python 3.11)
+            raise ArtifactLoadError(f"{directory}: {name} cannot be resolved: {error}") from error
+        if not inside:
+            raise ArtifactLoadError(f"{directory}: {name} resolves outside the artifact")
+        try:
+            digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                while block := handle.read(1 << 20):
+                    digest.update(block)
+        except FileNotFoundError as error:
+            raise ArtifactLoadError(
+                f"{directory} failed its integrity check: {name} is missing"
+            ) from error
+        except OSError as error:
+            raise ArtifactLoadError(f"{directory}: cannot read {name}: {error}") from error
+        if digest.hexdigest() != recorded:
+            raise ArtifactLoadError(
+                f"{directory} failed its integrity check: {name} has changed (sha256 differs)"
+            )
+    return len(manifest["files"])
+
+
+def golden_section(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's `golden` section; GoldenMissingError when it has none."""
+    section = manifest.get("golden")
+    if not isinstance(section, dict):
+        raise GoldenMissingError(
+            f"{directory}: no golden outputs in this artifact (built before bertc recorded "
+            "them); recompile it"
+        )
+    return section
+
+
+def read_golden(artifact_dir: str | Path, manifest: dict[str, Any] | None = None) -> Golden:
+    """The artifact's golden set, every field checked against the manifest (input kind, pair,
+    input names and lengths, output widths, finite numbers, tolerance); GoldenMissingError when
+    the manifest records none, ArtifactLoadError (one line) for anything else wrong. The file's
+    sha256 is `check_files`'s to check."""
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory) if manifest is None else manifest
+    section = golden_section(directory, manifest)
+    path = directory / section["file"]
+    where = f"{directory}: {section['file']}"
+    try:
+        if path.stat().st_size > MAX_GOLDEN_BYTES:
+            raise ArtifactLoadError(f"{where} is larger than {MAX_GOLDEN_BYTES:,} bytes")
+        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except FileNotFoundError as error:
+        raise ArtifactLoadError(f"{where} is missing") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactLoadError(f"{where} is not valid JSON: {error}") from error
+    except ValueError as error:
+        raise ArtifactLoadError(f"{where}: {error}") from error
+    except (OSError, RecursionError) as error:
+        raise ArtifactLoadError(f"{where} cannot be read: {error}") from error
+    return _golden_from_json(document, manifest, where)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"holds the non-finite number {name}")
+
+
+def _golden_from_json(document: Any, manifest: dict[str, Any], where: str) -> Golden:
+    """A Golden from the file's JSON, or ArtifactLoadError naming the first field that is
+    wrong."""
+    if not isinstance(document, dict) or document.get("format") != GOLDEN_FORMAT:
+        raise ArtifactLoadError(f"{where} is not a {GOLDEN_FORMAT} document")
+    model = manifest["model"]
+    expected_inputs = GOLDEN_INPUTS[0] if _mode(manifest) in TEXT_MODES else GOLDEN_INPUTS[1]
+    _expect(document, "inputs", str, where, choices=(expected_inputs,))
+    _expect(document, "output", str, where, choices=(compared_output(manifest),))
+    for key in ("source", "task", "split"):
+        _expect(document, key, (str, type(None)), where)
+    _expect(document, "seed", (int, type(None)), where)
+    _expect(document, "build", dict, where)
+    tolerance = _expect(document, "tolerance", float, where)
+    if not 0 < tolerance <= MAX_GOLDEN_TOLERANCE:
+        raise ArtifactLoadError(
+            f"{where}: tolerance {tolerance!r} is not in (0, {MAX_GOLDEN_TOLERANCE:g}]"
+        )
+    items = _expect(document, "examples", list, where)
+    if not 1 <= len(items) <= MAX_GOLDEN_EXAMPLES:
+        raise ArtifactLoadError(f"{where}: {len(items)} examples, not 1 to {MAX_GOLDEN_EXAMPLES}")
+    pair = bool((manifest.get("tokenizer") or {}).get("pair")) and model["head"] != "encoder"
+    names = list(model["inputs"]) if expected_inputs == "token ids" else None
+    examples = tuple(
+        _golden_example(item, f"{where}: example {number}", pair, names, model)
+        for number, item in enumerate(items, start=1)
+    )
+    widths = {len(example.output) for example in examples}
+    if len(widths) > 1:
+        raise ArtifactLoadError(f"{where}: the examples' outputs have {sorted(widths)} values")
+    return Golden(
+        source=document["source"] or "",
+        task=document["task"],
+        split=document["split"],
+        seed=document["seed"],
+        inputs=document["inputs"],
+        output=document["output"],
+        tolerance=float(tolerance),
+        build=document["build"],
+        examples=examples,
+    )
+
+
+def _golden_example(
+    item: Any, where: str, pair: bool, names: list[str] | None, model: dict[str, Any]
+) -> GoldenExample:
+    if not isinstance(item, dict):
+        raise ArtifactLoadError(f"{where} is not an object")
+    text = _expect(item, "text", str, where)
+    text_pair = _expect(item, "text_pair", (str, type(None)), where)
+    if not text.strip() or (text_pair is not None and not text_pair.strip()):
+        raise ArtifactLoadError(f"{where}: a text is empty")
+    if pair != (text_pair is not None):
+        wanted = "a sentence pair" if pair else "one text"
+        raise ArtifactLoadError(f"{where}: the artifact takes {wanted}, the example does not")
+    output = _finite_values(_expect(item, "output", list, where), f"{where}: output")
+    reference = _finite_values(_expect(item, "reference", list, where), f"{where}: reference")
+    batch = _finite_values(_expect(item, "batch_output", list, where), f"{where}: batch_output")
+    for name, values in (("reference", reference), ("batch_output", batch)):
+        if len(values) != len(output):
+            raise ArtifactLoadError(
+                f"{where}: {name} has {len(values)} values, output {len(output)}"
+            )
+    labels = model.get("labels") or {}
+    if model["head"] != "encoder" and labels and len(output) != len(labels):
+        raise ArtifactLoadError(
+            f"{where}: output has {len(output)} values for the manifest's {len(labels)} labels"
+        )
+    ids = None
+    if names is not None:
+        ids = _golden_ids(_expect(item, "ids", dict, where), names, where, model)
+    elif "ids" in item:
+        raise ArtifactLoadError(f"{where}: token ids recorded for an artifact that takes text")
+    return GoldenExample(text, text_pair, output, reference, ids, batch)
+
+
+def _golden_ids(
+    ids: dict[str, Any], names: list[str], where: str, model: dict[str, Any]
+) -> dict[str, tuple[int, ...]]:
+    if sorted(ids) != sorted(names):
+        raise ArtifactLoadError(f"{where}: ids are named {sorted(ids)}, the model's inputs {names}")
+    lengths = set()
+    for name in names:
+        values = ids[name]
+        if not isinstance(values, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 31 for v in values
+        ):
+            raise ArtifactLoadError(f"{where}: ids {name!r} is not a list of token ids")
+        lengths.add(len(values))
+    length = lengths.pop() if len(lengths) == 1 else None
+    if length is None or not 1 <= length <= model["max_sequence_length"]:
+        raise ArtifactLoadError(
+            f"{where}: the ids' lengths are not one length of 1 to {model['max_sequence_length']}"
+        )
+    return {name: tuple(ids[name]) for name in names}
+
+
+def _finite_values(values: list[Any], where: str) -> tuple[float, ...]:
+    if not values or not all(_is_type(v, (float,)) for v in values):
+        raise ArtifactLoadError(f"{where} is not a non-empty list of numbers")
+    array = np.abs(np.asarray(values, dtype=np.float64))
+    if not (array <= np.finfo(np.float32).max).all():  # NaN fails this too
+        raise ArtifactLoadError(f"{where} holds a non-finite number (or one past float32)")
+    return tuple(float(v) for v in values)
+
+
+def _expect(section: dict[str, Any], key: str, types: Any, where: str, choices: tuple = ()) -> Any:
+    """`section[key]`, of one of `types` (JSON typing) and one of `choices` when given."""
+    kinds = types if isinstance(types, tuple) else (types,)
+    if key not in section:
+        raise ArtifactLoadError(f"{where}: field {key!r} is missing")
+    value = section[key]
+    if not _is_type(value, kinds):
+        raise ArtifactLoadError(f"{where}: field {key!r} has the wrong type")
+    if choices and value not in choices:
+        raise ArtifactLoadError(f"{where}: field {key!r} is {value!r}, not {choices[0]!r}")
+    return value
+
+
+def _mode(manifest: dict[str, Any]) -> str:
+    return (manifest.get("tokenizer") or {}).get("mode", "none")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `check` found: the golden outputs recomputed here against the build machine's.
+
+    `max_abs_error`: max |here - build| over every value, each example run alone and all in
+    one batch (the gate: at most `tolerance`); `alone_max_abs_error`, `batch_max_abs_error`:
+    each of the two runs' own.
+    `agreement`: against the build, the share of examples with the same label
+    (`agreement_measure` "argmax", or "labels over the threshold" for multi-label), the Pearson
+    r of a regression score, or the lowest cosine similarity of an encoder's embeddings;
+    `decided` examples have a build margin over 2 × tolerance, and `decided_agreement` must be 1.
+    `reference_*`: the same two against fp32 PyTorch (informative: what compression cost on
+    these inputs, not gated). `tokenizer_ids`: for a token-ids artifact, whether the shipped
+    tokenizer gives the recorded ids here (None: an artifact that takes text). `here` and
+    `build`: runtime, version, machine, ISA flags. `problems`: why it failed (empty: passed).
+    """
+
+    artifact: str
+    passed: bool
+    examples: int
+    source: str
+    output: str
+    tolerance: float
+    max_abs_error: float
+    alone_max_abs_error: float
+    batch_max_abs_error: float
+    agreement: float | None
+    agreement_measure: str
+    decided: int
+    decided_agreement: float | None
+    reference_max_abs_error: float
+    reference_agreement: float | None
+    tokenizer_ids: str | None
+    files_checked: int
+    here: dict[str, Any]
+    build: dict[str, Any]
+    problems: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON values."""
+        from dataclasses import asdict
+
+        def finite(value: Any) -> Any:  # strict JSON: a non-finite error is null
+            return None if isinstance(value, float) and not np.isfinite(value) else value
+
+        return {key: finite(value) for key, value in asdict(self).items()} | {
+            "problems": list(self.problems)
+        }
+
+    def lines(self) -> list[str]:
+        """The report as a few lines for a terminal or a log."""
+
+        def shown(value: float | None, share: bool = False) -> str:
+            if value is None:
+                return "undefined"
+            return f"{value:.2%}" if share else f"{value:.6g}"
+
+        share = "agreement" in self.agreement_measure  # a share of examples, not r or cosine
+
+        def where(place: dict[str, Any]) -> str:
+            isa = " ".join(place.get("isa") or []) or "no ISA flags known"
+            return (
+                f"{place.get('runtime')} {place.get('runtime_version')} on "
+                f"{place.get('machine')} ({isa})"
+            )
+
+        verdict = "reproduced" if self.passed else "NOT reproduced"
+        lines = [
+            f"golden outputs {verdict}: {self.examples} examples ({self.source}), "
+            f"{self.output}, {self.files_checked} files match the manifest",
+            f"  here:    {where(self.here)}",
+            f"  build:   {where(self.build)}",
+            f"  vs build: max |Δ| {shown(self.alone_max_abs_error)} alone, "
+            f"{shown(self.batch_max_abs_error)} in one batch (tolerance {self.tolerance:g}), "
+            f"{self.agreement_measure} {shown(self.agreement, share)}"
+            + (
+                f", {self.decided} decided (margin > {DECIDED_MARGINS:g}×tolerance): "
+                f"{shown(self.decided_agreement, True)}"
+                if self.decided_agreement is not None
+                else ""
+            ),
+            f"  vs fp32 PyTorch: max |Δ| {shown(self.reference_max_abs_error)}, "
+            f"{self.agreement_measure} {shown(self.reference_agreement, share)}",
+        ]
+        if self.tokenizer_ids is not None:
+            lines.append(f"  tokenizer: {self.tokenizer_ids}")
+        lines += [f"  problem: {problem}" for problem in self.problems]
+        return lines
+
+
+def _decisions(scores: np.ndarray, problem_type: str | None, threshold: float) -> list | None:
+    """Each row's label (argmax), or set of labels over the threshold; None without labels."""
+    if problem_type == SINGLE_LABEL:
+        return [int(row.argmax()) for row in scores]
+    if problem_type == MULTI_LABEL:
+        cut = _logit(threshold)
+        return [tuple(np.flatnonzero(row > cut).tolist()) for row in scores]
+    return None
+
+
+def _logit(probability: float) -> float:
+    probability = min(max(probability, 1e-12), 1 - 1e-12)
+    return float(np.log(probability / (1 - probability)))
+
+
+def _margins(scores: np.ndarray, problem_type: str | None, threshold: float) -> np.ndarray:
+    """How far each row is from changing its label: top logit minus the next (single-label),
+    the nearest logit's distance from the threshold's (multi-label); zeros without labels."""
+    if problem_type == SINGLE_LABEL and scores.shape[1] > 1:
+        ordered = np.sort(scores, axis=1)
+        return ordered[:, -1] - ordered[:, -2]
+    if problem_type == MULTI_LABEL:
+        return np.abs(scores - _logit(threshold)).min(axis=1)
+    return np.zeros(len(scores))
+
+
+def _agreement(
+    got: np.ndarray, want: np.ndarray, head: str, problem_type: str | None, threshold: float
+) -> tuple[str, float | None]:
+    """(measure, value) of how far `got` keeps what `want` says (see CheckReport)."""
+    decided = _decisions(want, problem_type, threshold)
+    if decided is not None:
+        measure = "argmax agreement" if problem_type == SINGLE_LABEL else "label-set agreement"
+        same = [
+            a == b for a, b in zip(_decisions(got, problem_type, threshold), decided, strict=True)
+        ]
+        return measure, float(np.mean(same))
+    if head == "encoder":
+        norms = np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1)
+        cosines = np.sum(got * want, axis=1) / np.where(norms > 0, norms, 1.0)
+        return "min cosine similarity", float(cosines.min())
+    first, second = got.ravel(), want.ravel()
+    if len(first) < 2 or first.std() == 0 or second.std() == 0:
+        return "Pearson r", None
+    return "Pearson r", float(np.corrcoef(first, second)[0, 1])
+
+
+def _tokenizer_ids(model: TextModel, golden: Golden) -> tuple[str | None, str | None]:
+    """(what the shipped tokenizer gave for a token-ids artifact, a problem or None); the
+    check is skipped, and said so, where the `tokenizers` package is not installed."""
+    if golden.inputs != "token ids":
+        return None, None
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        return "not checked: no `tokenizers` package here (the recorded ids were run)", None
+    tokenizer = HfTokenizer(model.artifact_dir, model.manifest)
+    differ = [
+        number
+        for number, example in enumerate(golden.examples, start=1)
+        if {
+            name: tuple(ids[0].tolist())
+            for name, ids in tokenizer(example.text, example.text_pair).items()
+        }
+        != example.ids
+    ]
+    checked = len(golden.examples)
+    summary = (
+        f"tokenizer/tokenizer.json gives the recorded ids on {checked - len(differ)} of {checked}"
+    )
+    problem = (
+        f"the shipped tokenizer's ids differ from the build's on {len(differ)} example(s) "
+        f"(first: example {differ[0]})"
+        if differ
+        else None
+    )
+    return summary, problem
+
+
+def check_model(model: TextModel) -> CheckReport:
+    """`check` on an artifact already loaded (`TextModel.check`)."""
+    golden_section(model.artifact_dir, model.manifest)
+    files = check_files(model.artifact_dir, model.manifest)
+    return _check_loaded(model, read_golden(model.artifact_dir, model.manifest), files)
+
+
+def _check_loaded(model: TextModel, golden: Golden, files: int) -> CheckReport:
+    """Run the golden inputs on `model`, alone and in one batch, and compare
+    (`compare_golden`)."""
+    recorded = _as_float32([example.output for example in golden.examples])
+    here = golden_outputs(model, golden.examples)
+    if here.shape != recorded.shape:
+        raise ArtifactLoadError(
+            f"{model.artifact_dir}: the model gives {here.shape[1]} values of {golden.output} "
+            f"per example, the golden file records {recorded.shape[1]}"
+        )
+    runs = {
+        "alone": (here, recorded),
+        "batch": (
+            golden_outputs(model, golden.examples, batch=True),
+            _as_float32([example.batch_output for example in golden.examples]),
+        ),
+    }
+    return compare_golden(model, golden, runs, files)
+
+
+def _as_float32(rows: list[tuple[float, ...]]) -> np.ndarray:
+    """Recorded values back to the float32 the runtime gave (their shortest decimals read as
+    float32 exactly), as float64 for the arithmetic."""
+    return np.asarray(rows, dtype=np.float32).astype(np.float64)
+
+
+def _run_errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """|got - want| per value; infinite where `got` is not finite."""
+    errors = np.abs(got - want)
+    return np.where(np.isfinite(errors), errors, np.inf)
+
+
+def compare_golden(
+    model: TextModel,
+    golden: Golden,
+    runs: dict[str, tuple[np.ndarray, np.ndarray]],
+    files: int,
+) -> CheckReport:
+    """The report for outputs computed here against the recorded ones: `runs` maps "alone" and
+    "batch" to (here, recorded), each [examples, values]."""
+    problems = []
+    count = len(golden.examples)
+    places = {"alone": "run alone", "batch": f"in one batch of {count}"}
+    errors = {name: _run_errors(got, want) for name, (got, want) in runs.items()}
+    for name, error in errors.items():
+        if error.max() > golden.tolerance:
+            worst = int(error.max(axis=1).argmax())
+            problems.append(
+                f"max |Δ| {error.max():.4g} exceeds the tolerance {golden.tolerance:g} "
+                f"(example {worst + 1}, {places[name]})"
+            )
+    problem_type, threshold, head = model.problem_type, model.threshold, model.head
+    here, recorded = runs["alone"]
+    reference = _as_float32([example.reference for example in golden.examples])
+    measure, agreement = _agreement(here, recorded, head, problem_type, threshold)
+    decided_agreement, decided = None, 0
+    if _decisions(recorded, problem_type, threshold) is not None:
+        margin = DECIDED_MARGINS * golden.tolerance
+        changed: set[int] = set()
+        for got, want in runs.values():
+            confident = _margins(want, problem_type, threshold) > margin
+            mine, theirs = (_decisions(x, problem_type, threshold) for x in (got, want))
+            changed |= {int(i) for i in np.flatnonzero(confident) if mine[i] != theirs[i]}
+        confident = _margins(recorded, problem_type, threshold) > margin
+        decided = int(confident.sum())
+        decided_agreement = 1.0 - len(changed & set(np.flatnonzero(confident).tolist())) / (
+            decided or 1
+        )
+        if changed:
+            problems.append(
+                f"{len(changed)} example(s) with a clear margin at build changed label "
+                f"(first: example {min(changed) + 1})"
+            )
+    _, reference_agreement = _agreement(here, reference, head, problem_type, threshold)
+    tokenizer_ids, tokenizer_problem = _tokenizer_ids(model, golden)
+    if tokenizer_problem:
+        problems.append(tokenizer_problem)
+    return CheckReport(
+        artifact=str(model.artifact_dir),
+        passed=not problems,
+        examples=count,
+        source=golden.source,
+        output=golden.output,
+        tolerance=golden.tolerance,
+        max_abs_error=float(max(error.max() for error in errors.values())),
+        alone_max_abs_error=float(errors["alone"].max()),
+        batch_max_abs_error=float(errors["batch"].max()),
+        agreement=agreement,
+        agreement_measure=measure,
+        decided=decided,
+        decided_agreement=decided_agreement if decided else None,
+        reference_max_abs_error=float(_run_errors(here, reference).max()),
+        reference_agreement=reference_agreement,
+        tokenizer_ids=tokenizer_ids,
+        files_checked=files,
+        here=platform_description(model.manifest),
+        build=golden.build,
+        problems=tuple(problems),
+    )
+
+
+def check(artifact_dir: str | Path, threads: int | None = None) -> CheckReport:
+    """Recompute the artifact's golden outputs (`golden.json`) on this machine's runtime and
+    compare them with what the build machine recorded: `report.passed` when every value is
+    within the recorded tolerance (GOLDEN_TOLERANCE, 0.2 by default: measured cross-ISA INT8
+    drift reached 0.100 on MiniLM-L6 logits, see its comment) and examples the build decided
+    clearly keep their label, each run alone and all in one batch. Every listed file is hashed
+    first (golden.json and the model included).
+
+    Raises GoldenMissingError (an ArtifactLoadError) when the artifact has no golden outputs,
+    ArtifactLoadError for a missing, edited or malformed file or golden set (the script: exit
+    11), RuntimeFailure when the runtime fails on a golden input, ValueError for bad `threads`.
+    """
+    _check_threads(threads)
+    directory = Path(artifact_dir)
+    manifest = read_manifest(directory)
+    golden_section(directory, manifest)  # none: said at once
+    files = check_files(directory, manifest)  # an edited file is an edit, before it is read
+    golden = read_golden(directory, manifest)
+    model = TextModel(directory, manifest, backend_for(directory, manifest, threads))
+    return _check_loaded(model, golden, files)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python loader.py ARTIFACT TEXT [TEXT_PAIR] [--json]`."""
+    """`python loader.py ARTIFACT TEXT [TEXT_PAIR] [--json]`, or
+    `python loader.py ARTIFACT --check [--threads N] [--json]`: exit 0 when the golden outputs
+    are reproduced here, 12 when not, 11 when they are missing or the artifact was edited."""
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     args = [arg for arg in args if arg != "--json"]
+    if "--check" in args:
+        return _check_main([arg for arg in args if arg != "--check"], as_json)
     if len(args) not in (2, 3):
         print(main.__doc__, file=sys.stderr)
         return 2
@@ -978,6 +1689,32 @@ def main(argv: list[str] | None = None) -> int:
         print(",".join(prediction.labels))
     else:
         print(prediction.label if prediction.label is not None else prediction.scores[0])
+    return 0
+
+
+def _check_main(args: list[str], as_json: bool) -> int:
+    """`--check`: the report on stdout (lines, or one JSON object), the verdict as the code."""
+    threads = None
+    if len(args) == 3 and args[1] == "--threads" and args[2].isdigit():
+        threads, args = int(args[2]), args[:1]
+    if len(args) != 1:
+        print(main.__doc__, file=sys.stderr)
+        return 2
+    try:
+        report = check(args[0], threads)
+    except ArtifactLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ARTIFACT
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeFailure as error:
+        print(f"error: the runtime failed on a golden input: {error}", file=sys.stderr)
+        return EXIT_ARTIFACT
+    print(json.dumps(report.to_json()) if as_json else "\n".join(report.lines()))
+    if not report.passed:
+        print(f"error: golden outputs not reproduced: {report.problems[0]}", file=sys.stderr)
+        return EXIT_NOT_REPRODUCED
     return 0
 
 

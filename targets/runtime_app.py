@@ -12,11 +12,17 @@ if __name__ == "__main__":
 from bertc.targets.loader import *  # noqa: E402, F403
 from bertc.targets.loader import (  # noqa: E402, F401  (names scripts used before the rename)
     ArtifactLoadError,
+    CheckReport,
+    Golden,
+    GoldenExample,
+    GoldenMissingError,
     Prediction,
     StaticShapeBuckets,
     TextModel,
+    check,
     load,
     main,
+    read_golden,
     read_manifest,
     split_fused_model,
 )

@@ -7,6 +7,7 @@ pipeline is imported inside the command, after the arguments are checked, as it 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -378,15 +379,29 @@ def run_command(
     threads: RuntimeThreads = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per example.")] = False,
     public_key: PublicKey = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Recompute the artifact's golden outputs here and compare them with the build "
+            "machine's (exit 12 when not reproduced); takes no TEXT.",
+        ),
+    ] = False,
 ) -> None:
     """Label text with the artifact on its runtime alone (no torch, no transformers).
 
     A sentence encoder prints each text's embedding (dimension, norm, first values; --json: all
     of them), or with two texts (a tab-separated pair per --file line) their cosine similarity.
+    --check runs the golden inputs recorded at compile time instead and reports whether this
+    runtime on this CPU reproduces the build machine's outputs (exit 12 when not, 11 when the
+    artifact has no golden outputs or was edited).
     """
     from bertc.compiler.running import argument_inputs, run_artifact, run_file
 
     check_signature(artifact, public_key)
+    if check:
+        check_command(artifact, text, file, threads, as_json)
+        return
     if file is not None and text is not None:
         raise UsageError("give either TEXT or --file, not both")
     if file is not None:
@@ -395,6 +410,25 @@ def run_command(
         lines = run_artifact(artifact, argument_inputs(text, text_pair), threads, as_json)
     for line in lines:
         print(line)
+
+
+def check_command(
+    artifact: Path, text: str | None, file: Path | None, threads: int | None, as_json: bool
+) -> None:
+    """`bertc run ARTIFACT --check`: the report (lines, or one JSON object), then the verdict:
+    GateFailedError (exit 12) when the golden outputs are not reproduced here."""
+    from bertc.compiler.running import check_artifact
+
+    if text is not None or file is not None:
+        raise UsageError("--check runs the artifact's own golden inputs: give no TEXT or --file")
+    report = check_artifact(artifact, threads)
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False))
+    else:
+        for line in report.lines():
+            output.stdout.print(line, highlight=False, markup=False)
+    if not report.passed:
+        raise GateFailedError(f"golden outputs not reproduced here: {report.problems[0]}")
 
 
 def inspect_command(

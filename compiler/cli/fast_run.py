@@ -19,7 +19,7 @@ from bertc.compiler.options import MAX_THREADS
 
 # The options of `run_command`, as `bertc run` spells them.
 VALUE_OPTIONS = ("--file", "--threads", "--public-key")
-FLAG_OPTIONS = ("--json",)
+FLAG_OPTIONS = ("--json", "--check")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +48,7 @@ def plain_run_arguments(argv: list[str]) -> dict[str, Any] | None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--public-key")
     parser.add_argument("--json", dest="as_json", action="store_true")
+    parser.add_argument("--check", action="store_true")
     try:
         parsed, extra = parser.parse_known_args(words)
     except (argparse.ArgumentError, ValueError):
@@ -62,4 +63,5 @@ def plain_run_arguments(argv: list[str]) -> dict[str, Any] | None:
         "threads": parsed.threads,
         "as_json": parsed.as_json,
         "public_key": None if parsed.public_key is None else Path(parsed.public_key),
+        "check": parsed.check,
     }

@@ -57,6 +57,7 @@ COMPILE_STAGES = {
     "budget": "accuracy budget: fp32 PyTorch on the held-out train slice",
     "quantize": "quantizing to INT8",
     "package": "writing artifact",
+    "golden": "recording golden outputs (the artifact's and fp32 PyTorch's)",
     "gate": "verifying the staged artifact (--verify)",
     "sign": "signing the staged artifact (--sign-key)",
 }

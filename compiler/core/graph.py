@@ -37,11 +37,8 @@ class OnnxGraph:
     rewrites: tuple[str, ...] = ()
 
 
-
 class InGraphTokenizer:
     """The artifact's tokenizer graph on its runtime: one example in, 1-D token arrays out."""
 
     def encode(self, text_a: str, text_b: str | None) -> Mapping[str, np.ndarray]:
         raise NotImplementedError
-
-

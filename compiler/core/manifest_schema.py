@@ -89,6 +89,10 @@ FIELDS: tuple[tuple[str, tuple[type, ...], bool], ...] = (
     ("head.labels_named", (bool,), False),
     ("head.threshold", (float,), False),
     ("notes[]", (str,), True),
+    ("golden", (dict, _NONE), False),
+    ("golden.file", (str,), True),
+    ("golden.examples", (int,), False),
+    ("golden.tolerance", (float,), False),
 )
 # Values bertc and its loader know; anything else is refused rather than guessed at.
 CHOICES: dict[str, tuple[str | None, ...]] = {
@@ -104,12 +108,14 @@ CHOICES: dict[str, tuple[str | None, ...]] = {
     ),
     "head.scores": ("softmax", "sigmoid", "identity", None),
 }
-# Files the manifest names that a runtime or tokenizer reads (the tokenizer_dir: a folder).
+# Files the manifest names that a runtime, tokenizer or golden check reads (tokenizer_dir: a
+# folder).
 PATH_FIELDS = (
     "runtime.model",
     "runtime.weights",
     "runtime.operator_config",
     "tokenizer.model",
+    "golden.file",
 )
 DIRECTORY_FIELDS = ("model.tokenizer_dir",)
 

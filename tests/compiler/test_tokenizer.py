@@ -216,6 +216,7 @@ def test_unconvertible_tokenizer(tmp_path, tiny_classifier, glue_data_dir, monke
     assert result.manifest["tokenizer"]["mode"] == "none"
     assert any(note.startswith("token ids in") for note in result.manifest["notes"])
     assert set(result.manifest["files"]) == {
+        "golden.json",
         "model.int8-qdq.onnx",
         "tokenizer/tokenizer.json",
         "tokenizer/tokenizer_config.json",

@@ -64,6 +64,7 @@ EXAMPLE_RUNS = {
     "openvino_app.py": ("openvino",),
     "onnxruntime_app.py": ("ort-mobile",),
     "classify.py": ("openvino", "ort-mobile"),
+    "check_on_device.py": ("openvino", "ort-mobile"),
 }
 
 

@@ -28,6 +28,7 @@ def test_it_fills_every_parameter_of_run_command() -> None:
         (["run", "--threads=3", "art", "t"], {"text": "t", "threads": 3}),
         (["run", "art", "--file=in.txt"], {"file": Path("in.txt")}),
         (["run", "art", "t", "--public-key", "k.pub"], {"text": "t", "public_key": Path("k.pub")}),
+        (["run", "art", "--check", "--json"], {"check": True, "as_json": True}),
     ],
 )
 def test_plain_command_lines_parse_as_typer_would(argv, expected) -> None:
@@ -38,6 +39,7 @@ def test_plain_command_lines_parse_as_typer_would(argv, expected) -> None:
         "threads": None,
         "as_json": False,
         "public_key": None,
+        "check": False,
     }
     assert plain_run_arguments(argv) == {"artifact": Path("art"), **defaults, **expected}
 
