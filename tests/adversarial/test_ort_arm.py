@@ -99,3 +99,35 @@ def test_each_recipe_quantizes_the_embedding_tables_it_says(
     assert (tables["position"] in INTEGER_TYPES) is position_int8
     if not position_int8:
         assert tables["position"] == onnx.TensorProto.FLOAT
+
+
+def test_calibrated_choices_are_measured_with_the_position_table_in_int8(
+    long_position_onnx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SmoothQuant and the fp32 MatMuls are chosen on the graph SENSITIVE_ERROR_SHARE was set on
+    (position table int8); only the written graph keeps the table fp32."""
+    import bertc.targets.ort.quantize as quantize
+
+    graph, samples = long_position_onnx
+    recipe = recipes.MOBILE.get(QuantizationMode.DYNAMIC, Recipe.BERT_SAFE)
+    heads, hidden = TINY_CONFIG["num_attention_heads"], TINY_CONFIG["hidden_size"]
+    fused, _ = fuse_transformer(graph, tmp_path / "fused.onnx", samples, heads, hidden)
+    measured_with: list[list[str]] = []
+    choose = quantize.choose_with_calibration
+
+    def spy(path, recipe_, candidates, exclude, *rest):
+        measured_with.append(list(exclude))
+        return choose(path, recipe_, candidates, exclude, *rest)
+
+    monkeypatch.setattr(quantize, "choose_with_calibration", spy)
+    plan = plan_fused_dynamic(fused, recipe, samples, tmp_path)
+    model = onnx.load(str(fused.path))
+    position = [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Gather" and "position_embeddings" in node.input[0]
+    ]
+    assert len(position) == 1 and measured_with
+    assert position[0] not in measured_with[0]
+    plan.write(tmp_path / "int8.onnx", (), None)
+    assert _table_types(tmp_path / "int8.onnx")["position"] == onnx.TensorProto.FLOAT
