@@ -94,12 +94,13 @@ _FUSED_DYNAMIC = OrtRecipe(
 )
 
 
-# MiniLM-L6 SST-2 (onnxruntime 1.32; /work/notes/bench-ortarm.md): the per-tensor int8
-# position table added quantization noise to every token, and aarch64's float kernels (FMA
-# contraction) flip different activation int8 steps than x86's, so that noise became a
-# different logit on each ISA: max |Δ logit| aarch64 vs x86 0.096 → 0.047 on 50 SST-2 dev
-# sentences (0.049 on 150) with the table fp32, x86 agreement with fp32 unchanged (99.20%),
-# mean |Δ logit| vs fp32 0.038 → 0.035, +0.6 MB (512×384 fp32 rows).
+# Issue 19, MiniLM-L6 SST-2, onnxruntime 1.32, emulated aarch64 vs x86: float kernels round
+# differently per ISA (the embedding LayerNorm's output already differs by up to 2.4e-6), so
+# dynamic INT8 flips some activation int8 steps differently on each and the quantization noise
+# becomes a different logit. The per-tensor int8 position table adds such noise to every token:
+# fp32, max |Δ logit| aarch64 vs x86 0.096 → 0.047 on 50 SST-2 dev sentences (0.049 on 150;
+# plain quantize_dynamic: 0.092), x86 agreement with fp32 unchanged (99.20%), mean |Δ logit| vs
+# fp32 0.038 → 0.035, +0.6 MB (512×384 fp32 rows), the same latency.
 POSITION_TABLE_REASON = (
     "position-embedding table fp32: its per-tensor int8 noise doubled the aarch64-vs-x86 logit "
     "difference of dynamic INT8"

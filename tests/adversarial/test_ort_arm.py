@@ -1,6 +1,6 @@
 """The ort-mobile dynamic recipe stays close across ISAs (project issue 19, "right on ARM").
 
-aarch64's float kernels round differently from x86's (FMA contraction), so dynamic INT8 flips
+aarch64's float kernels round differently from x86's (by ~1e-6), so dynamic INT8 flips
 some activation int8 steps differently on each; the noise a per-tensor int8 table adds to every
 token then becomes a different logit on each ISA. The fused dynamic recipe keeps the position
 table fp32 (targets/ort/recipes.py `POSITION_TABLE_REASON`; measured in
