@@ -26,7 +26,10 @@ FP32_REASONS: Mapping[str, str] = {
     "Clip": "a clipped activation's bound is element-wise and memory-bound",
     "Gemm": "the pooler and classifier run once per sequence; fp32 keeps the logits exact",
     "MatMul": "attention's activation-by-activation products have no weight to quantize",
-    "Gather": "the token-type table is tiny; word and position embeddings are quantized",
+    "Gather": (
+        "the token-type table is tiny; the word embeddings are quantized, the position "
+        "embeddings too but in ort-mobile's dynamic recipe (settings.position_embeddings)"
+    ),
     "Div": "attention scaling is one division per score",
     "Mul": "element-wise scaling is memory-bound; int8 gains nothing",
 }
