@@ -13,8 +13,8 @@ On aarch64, OpenVINO 2026.4.1's CPU plugin computes a MatMul wrongly on dynamic 
 activations run as signed int8 and its int8 weights have per-channel scales (MiniLM-L6 SST-2 as
 the README's app loads it: logits 0.83x x86's), and on some tiny models fails to compile it.
 NNCF's asymmetric activation ranges land on that signed range by chance (a zero point of
-exactly 128: 2 of MiniLM-L6's 38 MatMuls); every static build drops those FakeQuantizes
-(`ov.quantize.drop_arm_faulty_quantizers`: fp32 activations, int8 weights kept) and notes them.
+exactly 128: 2 of MiniLM-L6's 38 MatMuls); every static build moves those ranges up by one step
+(`ov.quantize.shift_arm_faulty_quantizers`: the same grid, run as uint8) and notes them.
 
 Single inputs run on static shapes: the IR keeps dynamic axes, and the runner compiles a
 [1, bucket] copy per sequence-length bucket on first use and pads to it. Dynamic shapes cost the

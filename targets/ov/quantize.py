@@ -22,8 +22,8 @@ from bertc.targets.ov.recipes import OvRecipe
 # when output_low / output_high is -levels / (levels - 2) within this relative tolerance
 # (`LayerTransformation::getPrecisionDetails`, openvino 2026.4), otherwise as uint8.
 SIGNED_RATIO_TOLERANCE = 0.002
-# Where the model records the MatMuls `drop_arm_faulty_quantizers` left on fp32 activations.
-ARM_GUARD_RT_INFO = ["bertc", "fp32_activations_arm_guard"]
+# Where the model records the MatMuls whose input range `shift_arm_faulty_quantizers` moved.
+ARM_GUARD_RT_INFO = ["bertc", "arm_uint8_activations"]
 
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
 _OV_TO_ONNX_TYPES = {
@@ -88,7 +88,7 @@ def quantize_with_nncf(
                 nncf.Dataset(_samples(calibration_inputs)),
                 **_static_settings(recipe, len(calibration_inputs), ignored, smooth_quant_alpha),
             )
-            drop_arm_faulty_quantizers(quantized)
+            shift_arm_faulty_quantizers(quantized)
             return quantized
         if recipe.api == "nncf.compress_weights":
             return nncf.compress_weights(model, mode=nncf.CompressWeightsMode[recipe.compress_mode])
@@ -174,7 +174,7 @@ def quantize_with_accuracy_control(
         raise
     except Exception as error:  # NNCF raises many internal types; name the stage
         raise QuantizationError(f"NNCF accuracy control failed: {error}") from error
-    drop_arm_faulty_quantizers(restored)
+    shift_arm_faulty_quantizers(restored)
     return restored
 
 
@@ -249,14 +249,24 @@ def arm_faulty_quantizers(model) -> list[tuple[Any, list[str]]]:
     return found
 
 
-def drop_arm_faulty_quantizers(model) -> list[str]:
-    """Remove the activation FakeQuantizes of `arm_faulty_quantizers` in place: the MatMuls that
-    read them take fp32 activations and keep their int8 weights (what NNCF's accuracy control
-    does to an op it reverts with RestoreMode.ONLY_ACTIVATIONS). Returns those MatMuls' names,
-    also recorded in the model's rt_info under ARM_GUARD_RT_INFO."""
+def shift_arm_faulty_quantizers(model) -> list[str]:
+    """Move the range of each FakeQuantize of `arm_faulty_quantizers` up by one quantization
+    step, in place: the same step and grid, a zero point of levels / 2 - 1, which the CPU plugin
+    runs as uint8 (right on aarch64); only inputs in the lowest step, below the new low, clip.
+    NNCF 3.4 has no setting that keeps its asymmetric ranges off the signed one. Returns the
+    names of the MatMuls that read them, also recorded in the model's rt_info under
+    ARM_GUARD_RT_INFO."""
+    from openvino import opset13 as ops
+
     names: list[str] = []
     for quantizer, readers in arm_faulty_quantizers(model):
-        quantizer.output(0).replace(quantizer.input_value(0))
+        levels = int(quantizer.get_attributes()["levels"])
+        for low_port, high_port in ((1, 2), (3, 4)):
+            low = np.asarray(quantizer.input_value(low_port).get_node().get_data())
+            high = np.asarray(quantizer.input_value(high_port).get_node().get_data())
+            step = (high - low) / (levels - 1)
+            for port, value in ((low_port, low + step), (high_port, high + step)):
+                quantizer.input(port).replace_source_output(ops.constant(value).output(0))
         names += readers
     if names:
         model.set_rt_info(",".join(sorted(names)), ARM_GUARD_RT_INFO)
@@ -264,7 +274,7 @@ def drop_arm_faulty_quantizers(model) -> list[str]:
 
 
 def arm_guarded_matmuls(model) -> list[str]:
-    """The MatMuls `drop_arm_faulty_quantizers` left on fp32 activations, from rt_info."""
+    """The MatMuls whose input range `shift_arm_faulty_quantizers` moved, from rt_info."""
     if not model.has_rt_info(ARM_GUARD_RT_INFO):
         return []
     text = model.get_rt_info(ARM_GUARD_RT_INFO).astype(str)
@@ -272,14 +282,14 @@ def arm_guarded_matmuls(model) -> list[str]:
 
 
 def arm_guard_note(model) -> str | None:
-    """The summary's note naming the MatMuls the ARM guard left on fp32 activations."""
+    """The summary's note naming the MatMuls whose input range the ARM guard moved."""
     names = arm_guarded_matmuls(model)
     if not names:
         return None
     return (
-        f"{len(names)} MatMul(s) read fp32 activations (int8 weights kept): NNCF's range for "
-        "their input came out as signed int8, which OpenVINO 2026.4's CPU plugin computes "
-        f"wrongly on ARM with per-channel weights on dynamic shapes: {', '.join(names)}"
+        f"the int8 input range of {len(names)} MatMul(s) was moved up by one step (zero point "
+        "128 -> 127) so that it runs as uint8: OpenVINO 2026.4's CPU plugin computes signed int8 "
+        f"activations with per-channel weights wrongly on ARM on dynamic shapes: {', '.join(names)}"
     )
 
 

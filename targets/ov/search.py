@@ -144,14 +144,12 @@ def floating_point_matmuls(model) -> set[str]:
 
 def precision_map(all_int8, candidate) -> dict[str, str]:
     """MatMuls that run INT8 in the recipe's build but not in `candidate`: name → FP32, or
-    FP32_ACTIVATIONS where the candidate keeps their int8 weights; also those the recipe's build
-    already ran on fp32 activations (`quantize.drop_arm_faulty_quantizers`) and the candidate
-    runs wholly in FP32."""
+    FP32_ACTIVATIONS where the candidate keeps their int8 weights."""
     before, after = matmul_precisions(all_int8), matmul_precisions(candidate)
     return {
         name: after[name]
         for name in sorted(after)
-        if after[name] != "int8" and before.get(name, after[name]) != after[name]
+        if after[name] != "int8" and before.get(name) == "int8"
     }
 
 

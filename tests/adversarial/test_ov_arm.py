@@ -6,7 +6,8 @@ activation FakeQuantize the plugin runs as signed int8 (range [-128, 127] steps:
 asymmetric range landing on a zero point of 128 by chance, or a symmetric one) and whose int8
 weights have per-output-channel scales gives wrong results on a dynamic input shape
 (MiniLM-L6 SST-2: logits 0.83x x86's), and on the tiny models here fails to compile at all
-(ConvertFullyConnectedBias) when its output is quantized again. Kinds: the range that is read
+(ConvertFullyConnectedBias) when its output is quantized again. The guard moves such a range
+up by one step (same grid, zero point 127: uint8). Kinds: the range that is read
 as signed (exactly the zero point levels / 2) and its near misses, per-channel against
 per-tensor weight scales, a quantizer shared by several MatMuls; every static recipe and every
 budget-search candidate; the compiled artifact; and, where the emulated aarch64 runtimes of
@@ -92,21 +93,27 @@ def test_the_plugin_reads_a_range_as_signed_exactly_at_zero_point_half_the_level
     assert ov_quantize.runs_signed_int8(quantizer) is (zero_point == LEVELS // 2)
 
 
-def test_dropping_a_shared_quantizer_names_every_reader_and_keeps_int8_weights() -> None:
+def test_shifting_a_shared_quantizer_names_every_reader_and_keeps_its_grid() -> None:
+    """The shifted range runs as uint8 and gives the same outputs on every input inside both
+    ranges (the same step and grid points); only the lowest step now clips."""
     import openvino
 
-    model, weights = fq_matmul(LEVELS // 2, per_channel=True, readers=3)
-    x = np.random.default_rng(1).normal(0, 0.4, (3, HIDDEN)).astype(np.float32)
-    dropped = ov_quantize.drop_arm_faulty_quantizers(model)
-    assert dropped == ["matmul_0", "matmul_1", "matmul_2"]
-    assert ov_quantize.arm_guarded_matmuls(model) == dropped
+    model, _ = fq_matmul(LEVELS // 2, per_channel=True, readers=3)
+    original, _ = fq_matmul(LEVELS // 2, per_channel=True, readers=3)
+    shifted = ov_quantize.shift_arm_faulty_quantizers(model)
+    assert shifted == ["matmul_0", "matmul_1", "matmul_2"]
+    assert ov_quantize.arm_guarded_matmuls(model) == shifted
     assert not ov_quantize.arm_faulty_quantizers(model)
-    kinds = [op.get_type_name() for op in model.get_ordered_ops()]
-    assert "FakeQuantize" not in kinds and kinds.count("Convert") == 3  # int8 weights stay
-    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    results = compiled(x)
-    for output, weight in zip(compiled.outputs, weights, strict=True):  # x itself, unrounded
-        np.testing.assert_allclose(results[output], x @ weight.T, rtol=1e-5, atol=1e-5)
+    quantizers = [op for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"]
+    assert len(quantizers) == 1 and not ov_quantize.runs_signed_int8(quantizers[0])
+    step = 0.01
+    low, high = -(LEVELS // 2 - 1) * step, (LEVELS // 2 - 1) * step  # inside both ranges
+    x = np.random.default_rng(1).uniform(low, high, (5, HIDDEN)).astype(np.float32)
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    after = openvino.Core().compile_model(model, "CPU", config)(x)
+    before = openvino.Core().compile_model(original, "CPU", config)(x)
+    for index in range(3):
+        np.testing.assert_allclose(after[index], before[index], rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +128,14 @@ def test_every_static_recipe_leaves_no_faulty_quantizer(tiny, recipe, monkeypatc
     point 128; library defaults' are symmetric), and the recipe's output has none."""
     chosen = recipes.RECIPES.get(QuantizationMode.STATIC, recipe)
     guarded = ov_quantize.quantize_with_nncf(tiny.fp32_model(), chosen, tiny.calibration)
-    monkeypatch.setattr(ov_quantize, "drop_arm_faulty_quantizers", lambda model: [])
+    monkeypatch.setattr(ov_quantize, "shift_arm_faulty_quantizers", lambda model: [])
     bare = ov_quantize.quantize_with_nncf(tiny.fp32_model(), chosen, tiny.calibration)
     faulty = sorted(name for _, names in ov_quantize.arm_faulty_quantizers(bare) for name in names)
     assert faulty, "the tiny model no longer exercises the guard"
     assert not ov_quantize.arm_faulty_quantizers(guarded)
     assert ov_quantize.arm_guarded_matmuls(guarded) == faulty
-    precisions = ov_search.matmul_precisions(guarded)
-    assert {precisions[name] for name in faulty} == {ov_search.FP32_ACTIVATIONS}
+    precisions = ov_search.matmul_precisions(guarded)  # still INT8
+    assert {precisions[name] for name in faulty} == {"int8"}
 
 
 def test_every_budget_search_candidate_leaves_no_faulty_quantizer(tiny, monkeypatch) -> None:

@@ -16,7 +16,6 @@ from bertc.compiler.core.budget import Budget
 from bertc.compiler.core.enums import QuantizationMode, Recipe
 from bertc.targets.ov import recipes
 from bertc.targets.ov import search as ov_search
-from bertc.targets.ov.quantize import arm_guarded_matmuls
 from model_factory import make_checkpoint
 from ov_search_helpers import TinySearch, tiny_search
 
@@ -66,9 +65,7 @@ def test_a_model_int8_runs_well_stops_at_the_recipe(control: TinySearch) -> None
     assert result.met and record["met"] and not record["kept_best"]
     assert [c["name"] for c in record["candidates"]] == ["recipe (all INT8)"]
     assert record["candidates"][0]["precision"] == {}
-    # All INT8 but the MatMuls the ARM guard keeps on fp32 activations (int8 weights).
-    guarded = set(arm_guarded_matmuls(result.model))
-    assert ov_search.floating_point_matmuls(result.model) == guarded
+    assert not ov_search.floating_point_matmuls(result.model)
     assert len(lines) == 1 and lines[0].startswith("budget: candidate 1 of ")
 
 
