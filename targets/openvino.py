@@ -6,7 +6,15 @@ correction on, LayerNorm/Softmax/GELU kept in floating point); dynamic INT8 is
 The manifest tells the app to compile with `INFERENCE_PRECISION_HINT=f32`: on CPUs with BF16 the
 plugin otherwise runs the floating-point parts in bf16, which on MiniLM-L6 SST-2 cost 0.6 point of
 agreement. The IR cannot carry it: the CPU plugin (2026.4) reads only KV_CACHE_PRECISION and
-DYNAMIC_QUANTIZATION_GROUP_SIZE from an IR's runtime_options (openvino #27765).
+DYNAMIC_QUANTIZATION_GROUP_SIZE from an IR's runtime_options (openvino #27765). On ARM cores
+with fp16 the default is f16 (MiniLM-L6 SST-2, emulated a76: 0.07 max logit error against x86).
+
+On aarch64, OpenVINO 2026.4.1's CPU plugin computes a MatMul wrongly on dynamic shapes when its
+activations run as signed int8 and its int8 weights have per-channel scales (MiniLM-L6 SST-2 as
+the README's app loads it: logits 0.83x x86's), and on some tiny models fails to compile it.
+NNCF's asymmetric activation ranges land on that signed range by chance (a zero point of
+exactly 128: 2 of MiniLM-L6's 38 MatMuls); every static build moves those ranges up by one step
+(`ov.quantize.shift_arm_faulty_quantizers`: the same grid, run as uint8) and notes them.
 
 Single inputs run on static shapes: the IR keeps dynamic axes, and the runner compiles a
 [1, bucket] copy per sequence-length bucket on first use and pads to it. Dynamic shapes cost the

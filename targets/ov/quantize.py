@@ -18,6 +18,13 @@ from bertc.compiler.core.recipes import Calibration
 from bertc.compiler.core.summary import FP32_REASONS, QuantizationSummary
 from bertc.targets.ov.recipes import OvRecipe
 
+# OpenVINO's low-precision transformations read a FakeQuantize as signed int8 (no zero point)
+# when output_low / output_high is -levels / (levels - 2) within this relative tolerance
+# (`LayerTransformation::getPrecisionDetails`, openvino 2026.4), otherwise as uint8.
+SIGNED_RATIO_TOLERANCE = 0.002
+# Where the model records the MatMuls whose input range `shift_arm_faulty_quantizers` moved.
+ARM_GUARD_RT_INFO = ["bertc", "arm_uint8_activations"]
+
 # OpenVINO op types that correspond to the ONNX types FP32_REASONS explains.
 _OV_TO_ONNX_TYPES = {
     "MVN": "LayerNormalization",
@@ -76,11 +83,13 @@ def quantize_with_nncf(
 
     try:
         if recipe.api == "nncf.quantize":
-            return nncf.quantize(
+            quantized = nncf.quantize(
                 model,
                 nncf.Dataset(_samples(calibration_inputs)),
                 **_static_settings(recipe, len(calibration_inputs), ignored, smooth_quant_alpha),
             )
+            shift_arm_faulty_quantizers(quantized)
+            return quantized
         if recipe.api == "nncf.compress_weights":
             return nncf.compress_weights(model, mode=nncf.CompressWeightsMode[recipe.compress_mode])
         return model
@@ -143,7 +152,7 @@ def quantize_with_accuracy_control(
     )
 
     try:
-        return nncf.quantize_with_accuracy_control(
+        restored = nncf.quantize_with_accuracy_control(
             model,
             nncf.Dataset(_samples(calibration_inputs)),
             nncf.Dataset(list(validation_items), inference_input),
@@ -165,6 +174,123 @@ def quantize_with_accuracy_control(
         raise
     except Exception as error:  # NNCF raises many internal types; name the stage
         raise QuantizationError(f"NNCF accuracy control failed: {error}") from error
+    shift_arm_faulty_quantizers(restored)
+    return restored
+
+
+def runs_signed_int8(quantizer) -> bool:
+    """Whether the CPU plugin runs this FakeQuantize's output as signed int8: every channel's
+    output range straddles zero with output_low / output_high = -levels / (levels - 2), i.e. a
+    zero point of exactly levels / 2 (NNCF's asymmetric ranges land there by chance)."""
+    levels = int(quantizer.get_attributes()["levels"])
+    low = np.asarray(quantizer.input_value(3).get_node().get_data(), dtype=np.float64).ravel()
+    high = np.asarray(quantizer.input_value(4).get_node().get_data(), dtype=np.float64).ravel()
+    low, high = np.broadcast_arrays(low, high)
+    if levels < 3 or not (np.all(low < 0) and np.all(high > 0)):
+        return False
+    expected = -levels / (levels - 2.0)
+    return bool(np.all(np.abs((low / high - expected) / expected) <= SIGNED_RATIO_TOLERANCE))
+
+
+def per_channel_weight_scale(matmul) -> bool:
+    """Whether `matmul` reads int8 weights dequantized by a scale of more than one value (one
+    per output channel), through Convert / Subtract / Multiply / Reshape / Transpose."""
+    pending = [matmul.input_value(i).get_node() for i in range(matmul.get_input_size())]
+    for _ in range(4):
+        later = []
+        for node in pending:
+            kind = node.get_type_name()
+            if kind == "Multiply" and reads_int8(node):
+                sizes = [
+                    int(np.prod(node.input_value(i).get_shape()))
+                    for i in range(2)
+                    if node.input_value(i).get_node().get_type_name() == "Constant"
+                    and node.input_value(i).get_partial_shape().is_static
+                ]
+                if any(size > 1 for size in sizes):
+                    return True
+            if kind in ("Convert", "Subtract", "Reshape", "Transpose", "Multiply"):
+                later += [node.input_value(i).get_node() for i in range(node.get_input_size())]
+        pending = later
+    return False
+
+
+def _reading_matmuls(quantizer) -> list:
+    """MatMuls that read `quantizer`'s output, directly or through Reshape/Transpose/Convert."""
+    found, pending = [], [t.get_node() for t in quantizer.output(0).get_target_inputs()]
+    for _ in range(4):
+        later = []
+        for node in pending:
+            if node.get_type_name() == "MatMul":
+                found.append(node)
+            elif node.get_type_name() in ("Reshape", "Transpose", "Convert"):
+                later += [t.get_node() for t in node.output(0).get_target_inputs()]
+        pending = later
+    return found
+
+
+def arm_faulty_quantizers(model) -> list[tuple[Any, list[str]]]:
+    """Activation FakeQuantizes the CPU plugin runs as signed int8 into a MatMul with
+    per-output-channel weight scales, each with the names of the MatMuls that read it.
+
+    On aarch64 (openvino 2026.4.1) that MatMul gives wrong results on a dynamic input shape
+    (MiniLM-L6 SST-2: logits 0.83x x86's; `tools/arm64/ov_arm_fc_repro.py`); unsigned
+    activations, per-tensor weight scales or a static shape each give right ones.
+    """
+    found = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "FakeQuantize":
+            continue
+        if op.input_value(0).get_node().get_type_name() == "Constant":
+            continue  # a weight quantizer
+        readers = [m for m in _reading_matmuls(op) if per_channel_weight_scale(m)]
+        if readers and runs_signed_int8(op):
+            found.append((op, sorted(m.get_friendly_name() for m in readers)))
+    return found
+
+
+def shift_arm_faulty_quantizers(model) -> list[str]:
+    """Move the range of each FakeQuantize of `arm_faulty_quantizers` up by one quantization
+    step, in place: the same step and grid, a zero point of levels / 2 - 1, which the CPU plugin
+    runs as uint8 (right on aarch64); only inputs in the lowest step, below the new low, clip.
+    NNCF 3.4 has no setting that keeps its asymmetric ranges off the signed one. Returns the
+    names of the MatMuls that read them, also recorded in the model's rt_info under
+    ARM_GUARD_RT_INFO."""
+    from openvino import opset13 as ops
+
+    names: list[str] = []
+    for quantizer, readers in arm_faulty_quantizers(model):
+        levels = int(quantizer.get_attributes()["levels"])
+        for low_port, high_port in ((1, 2), (3, 4)):
+            low = np.asarray(quantizer.input_value(low_port).get_node().get_data())
+            high = np.asarray(quantizer.input_value(high_port).get_node().get_data())
+            step = (high - low) / (levels - 1)
+            for port, value in ((low_port, low + step), (high_port, high + step)):
+                quantizer.input(port).replace_source_output(ops.constant(value).output(0))
+        names += readers
+    if names:
+        model.set_rt_info(",".join(sorted(names)), ARM_GUARD_RT_INFO)
+    return sorted(names)
+
+
+def arm_guarded_matmuls(model) -> list[str]:
+    """The MatMuls whose input range `shift_arm_faulty_quantizers` moved, from rt_info."""
+    if not model.has_rt_info(ARM_GUARD_RT_INFO):
+        return []
+    text = model.get_rt_info(ARM_GUARD_RT_INFO).astype(str)
+    return [name for name in text.split(",") if name]
+
+
+def arm_guard_note(model) -> str | None:
+    """The summary's note naming the MatMuls whose input range the ARM guard moved."""
+    names = arm_guarded_matmuls(model)
+    if not names:
+        return None
+    return (
+        f"the int8 input range of {len(names)} MatMul(s) was moved up by one step (zero point "
+        "128 -> 127) so that it runs as uint8: OpenVINO 2026.4's CPU plugin computes signed int8 "
+        f"activations with per-channel weights wrongly on ARM on dynamic shapes: {', '.join(names)}"
+    )
 
 
 def classify_openvino_ops(model) -> tuple[dict[str, int], dict[str, int]]:
@@ -221,5 +347,7 @@ def summarise_openvino(
         fp32_ops=fp_ops,
         fp32_reasons=reasons,
         settings=recipe.record(),
-        notes=tuple(note for note in (missing_activation_note(model),) if note),
+        notes=tuple(
+            note for note in (missing_activation_note(model), arm_guard_note(model)) if note
+        ),
     )
