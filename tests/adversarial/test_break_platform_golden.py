@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -307,3 +309,64 @@ def test_golden_outputs_of_another_model_within_the_tolerance_are_not_reproduced
     shutil.copyfile(other_ids_artifact / GOLDEN_FILE, artifact / GOLDEN_FILE)
     reseal(artifact)
     assert not loader.check(artifact).passed
+
+
+# ---- kind: examples/check_on_device.py run carelessly (was: IndexError / JSONDecodeError /
+# AttributeError tracebacks, exit 1) ----
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "check_on_device.py"
+
+
+def run_example(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != "BERTC_DEBUG"}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=environment,
+        timeout=300,
+    )
+
+
+BAD_EXAMPLE_ARGUMENTS: dict[str, Callable[[Path], list[str | Path]]] = {
+    "nothing": lambda artifact: [],
+    "no text": lambda artifact: [artifact],
+    "--help": lambda artifact: ["--help"],
+    "one text too many": lambda artifact: [artifact, "a", "b", "c"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_EXAMPLE_ARGUMENTS))
+def test_the_example_app_with_the_wrong_arguments_prints_its_usage(
+    case: str, tmp_path: Path, ids_artifact: Path
+) -> None:
+    result = run_example(*BAD_EXAMPLE_ARGUMENTS[case](ids_artifact), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        'usage: python check_on_device.py ARTIFACT "first text" ["second text, for a pair task"]'
+    ]
+    assert not (tmp_path / "bertc-check.json").exists()  # nothing checked, nothing cached
+
+
+DAMAGED_CACHES: dict[str, bytes] = {
+    "not JSON": b"{garbage",
+    "a list": b"[1]",
+    "a string": b'"passed"',
+    "not UTF-8": b"\xff\xfe{}",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_CACHES))
+def test_a_damaged_cached_verdict_is_checked_again(
+    case: str, tmp_path: Path, ids_artifact: Path
+) -> None:
+    (tmp_path / "bertc-check.json").write_bytes(DAMAGED_CACHES[case])
+    result = run_example(ids_artifact, "a gorgeous movie", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "golden outputs reproduced" in result.stderr  # a fresh check ran
+    assert len(result.stdout.strip().splitlines()) == 1  # the label
+    verdict = json.loads((tmp_path / "bertc-check.json").read_text(encoding="utf-8"))
+    assert verdict["passed"] is True  # the damaged cache was replaced
