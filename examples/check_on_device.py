@@ -31,13 +31,22 @@ def verdict_key(artifact: Path) -> dict:
     }
 
 
+def cached_verdict() -> dict:
+    """The verdict cached by an earlier start, or {} when there is none or it cannot be read (a
+    damaged cache means: check again)."""
+    try:
+        cached = json.loads(VERDICT_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
 def checked_verdict(artifact: Path) -> dict:
     """The cached verdict for this key, or a fresh check (cached for the next start)."""
     key = verdict_key(artifact)
-    if VERDICT_FILE.is_file():
-        cached = json.loads(VERDICT_FILE.read_text(encoding="utf-8"))
-        if cached.get("key") == key:
-            return cached
+    cached = cached_verdict()
+    if cached.get("key") == key:
+        return cached
     report = bertc_runtime.check(artifact, threads=2)
     for line in report.lines():
         print(line, file=sys.stderr)
@@ -49,6 +58,12 @@ def checked_verdict(artifact: Path) -> dict:
     return verdict
 
 
+if len(sys.argv) not in (3, 4):
+    print(
+        'usage: python check_on_device.py ARTIFACT "first text" ["second text, for a pair task"]',
+        file=sys.stderr,
+    )
+    sys.exit(2)
 artifact = Path(sys.argv[1])
 try:
     verdict = checked_verdict(artifact)

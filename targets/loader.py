@@ -1213,7 +1213,11 @@ def read_golden(artifact_dir: str | Path, manifest: dict[str, Any] | None = None
     try:
         if path.stat().st_size > MAX_GOLDEN_BYTES:
             raise ArtifactLoadError(f"{where} is larger than {MAX_GOLDEN_BYTES:,} bytes")
-        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        document = json.loads(
+            path.read_text(encoding="utf-8"),
+            parse_constant=_no_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except FileNotFoundError as error:
         raise ArtifactLoadError(f"{where} is missing") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -1223,6 +1227,16 @@ def read_golden(artifact_dir: str | Path, manifest: dict[str, Any] | None = None
     except (OSError, RecursionError) as error:
         raise ArtifactLoadError(f"{where} cannot be read: {error}") from error
     return _golden_from_json(document, manifest, where)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, or ValueError when a key repeats: which of two values counts
+    would be the parser's choice, and another reader's may differ."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1})
+        raise ValueError(f"holds the key {repeated[0]!r} twice")
+    return document
 
 
 def _no_constant(name: str) -> Any:

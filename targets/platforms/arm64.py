@@ -115,7 +115,8 @@ def platform_dir() -> Path:
     `~/.cache/...`)."""
     root = os.environ.get("BERTC_PLATFORM_DIR")
     if root:
-        return Path(root).expanduser() / PLATFORM
+        # absolute: apt, pip and `qemu -L` run with other working directories
+        return Path(root).expanduser().absolute() / PLATFORM
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(cache) / "bertc" / "platforms" / PLATFORM
 
@@ -486,6 +487,18 @@ def _replace(built: Path, destination: Path) -> None:
         os.rename(built, destination)
 
 
+def _make_root(root: Path) -> None:
+    """`root` as a directory, or PlatformError (one line) when the file system refuses it (a
+    file in its place or above it, a read-only parent)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PlatformError(
+            f"cannot create the platform directory {root}: {error.strerror} "
+            "(set BERTC_PLATFORM_DIR to a writable directory)"
+        ) from error
+
+
 def install(
     layout: Layout | None = None, log: Log | None = None, runner: Runner = subprocess.run
 ) -> Layout:
@@ -500,7 +513,7 @@ def install(
     versions, cpus = wheel_versions(), cpu_count()
     steps = {step.name: step for step in plan(layout, versions, cpus)}
     say(f"arm64 qemu: {QEMU} {qemu_version(runner, qemu)} ({qemu})")
-    layout.root.mkdir(parents=True, exist_ok=True)
+    _make_root(layout.root)
     if steps["python"].done:
         say(f"arm64 python: already installed ({layout.python})")
     else:
@@ -552,6 +565,24 @@ WORKER = Path(__file__).with_name("worker.py")
 LOADER = Path(__file__).resolve().parents[1] / "loader.py"
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, what makes the emulator get SIGKILL when bertc dies, even by a SIGKILL that no
+    handler sees (its own session keeps it from the terminal's Ctrl-C); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def run_worker(
     qemu: str, layout: Layout, core: str, request: Path, timeout_s: float
 ) -> subprocess.CompletedProcess:
@@ -568,6 +599,7 @@ def run_worker(
             text=True,
             env=emulated_env(CORES[core], layout),
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
     except OSError as error:
         raise PlatformError(f"cannot start the emulator {qemu}: {error.strerror}") from error
