@@ -163,3 +163,18 @@ def test_a_manifest_without_its_digest_says_to_recompile(tmp_path: Path) -> None
     write(tmp_path, manifest_for(tmp_path))
     with pytest.raises(loader.ArtifactLoadError, match="older bertc or edited; recompile"):
         loader.read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "source"),
+    [
+        ("MANIFEST_FILE", "bertc.compiler.core.manifest"),
+        ("ISA_FLAGS", "bertc.compiler.core.manifest"),
+        ("MANIFEST_DIGEST_FIELD", "bertc.compiler.core.manifest_schema"),
+    ],
+)
+def test_the_loaders_copies_of_bertc_constants_stay_equal(name: str, source: str) -> None:
+    """The loader imports no bertc module (vendorable), so it repeats these; held equal here."""
+    import importlib
+
+    assert getattr(loader, name) == getattr(importlib.import_module(source), name)
