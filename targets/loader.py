@@ -955,14 +955,14 @@ class IdsModel:
 # ---- golden outputs: prove on the device that this runtime build gives what bertc verified
 
 GOLDEN_FORMAT = "bertc-golden/1"
-# Max |output - build machine's output| a device may show and still reproduce the artifact, on
-# any value of the compared output. Measured cross-ISA drift of INT8 MiniLM-L6 SST-2 logits, x86
-# (AVX-512 VNNI) vs emulated aarch64 (QEMU, Cortex-A76), the same inputs run alone, over 200
-# seeded SST-2 dev sentences (/work/notes/bench-golden.md): ONNX Runtime dynamic INT8 max 0.079
-# (p99 0.052), OpenVINO static INT8 on static shapes max 0.100 (p99 0.061); FIELD-NOTES.md's
-# smaller figures (0.0056, 0.028) came from fewer inputs. 0.2 is twice the worst seen, and under
-# 0.4 of the 0.514 that OpenVINO's known aarch64 dynamic-shape fault gives on MiniLM-L6's golden
-# batch, which must fail.
+# Max |output - build machine's output| a device may show and still reproduce the artifact, on any
+# value of the compared output. Measured cross-ISA drift of INT8 MiniLM-L6 SST-2 logits, x86
+# (AVX-512 VNNI) vs emulated aarch64 (QEMU, Cortex-A76), the same inputs run alone, over 200 seeded
+# SST-2 dev sentences (bench/README.md, "Golden outputs"): ONNX Runtime dynamic INT8 max 0.079 (p99
+# 0.052), OpenVINO static INT8 on static shapes max 0.100 (p99 0.061); FIELD-NOTES.md's smaller
+# figures (0.0056, 0.028) came from fewer inputs. 0.2 is twice the worst seen, and under 0.4 of the
+# 0.514 that OpenVINO's known aarch64 dynamic-shape fault gives on MiniLM-L6's golden batch, which
+# must fail.
 GOLDEN_TOLERANCE = 0.2
 # A recorded tolerance above this would let a different model pass: refused as tampering.
 MAX_GOLDEN_TOLERANCE = 1.0

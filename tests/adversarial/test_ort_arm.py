@@ -3,8 +3,8 @@
 aarch64's float kernels round differently from x86's (by ~1e-6), so dynamic INT8 flips
 some activation int8 steps differently on each; the noise a per-tensor int8 table adds to every
 token then becomes a different logit on each ISA. The fused dynamic recipe keeps the position
-table fp32 (targets/ort/recipes.py `POSITION_TABLE_REASON`; measured in
-/work/notes/bench-ortarm.md); the word table stays int8 (its bytes are the model's largest).
+table fp32 (targets/ort/recipes.py `POSITION_TABLE_REASON`; measured in bench/README.md,
+"ONNX Runtime's drift on aarch64"); the word table stays int8 (its bytes are the model's largest).
 
 The invariant is structural, so x86 CI guards it on a tiny seeded BERT whose position table is
 large enough (512 rows) for the recipes' embedding rule to consider it.
