@@ -268,11 +268,11 @@ def run_emulated(
 
 def run_host(request: dict[str, Any]) -> dict[str, np.ndarray]:
     """The same ways on this machine, in this process; ArtifactError (11) on a runtime failure."""
-    from bertc.targets.platforms.worker import WorkerError, run_request
+    from bertc.targets.platforms.worker import RuntimeImportError, WorkerError, run_request
 
     try:
         return run_request(request)
-    except WorkerError as error:
+    except (WorkerError, RuntimeImportError) as error:
         raise ArtifactError(f"on this machine: {error}") from error
 
 

@@ -16,8 +16,8 @@ The request (JSON): {"artifact": DIR, "loader": PATH, "ways": [...], "threads": 
 "out": PATH}. The result: an .npz at `out`, one float64 (examples, outputs) array per way, or
 `error:WAY` (its one-line message) where the runtime could not load the artifact or failed on an
 example, and `seconds:WAY`, the wall time of that way (load included; under emulation: never
-a latency). Exit codes: 0 done; 11 the loader itself could not be loaded (one line on
-stderr); 2 a bad request.
+a latency). Exit codes: 0 done; 11 the loader itself could not be loaded, or the runtime
+does not import (a broken platform: one line on stderr); 2 a bad request.
 """
 
 from __future__ import annotations
@@ -88,6 +88,20 @@ def _run_as_loaded(compiled: Any, example: dict[str, Any], output: int) -> np.nd
     return np.asarray(results[compiled.outputs[output]], dtype=np.float64)
 
 
+class RuntimeImportError(RuntimeError):
+    """The runtime itself (or a module it needs) does not import: a broken platform install,
+    never a finding about the artifact, so every way stops here (exit RUNTIME_FAILED_EXIT)."""
+
+
+def _missing_module(error: BaseException) -> bool:
+    """Whether `error`, or what it was raised from, is an ImportError."""
+    while error is not None:
+        if isinstance(error, ImportError):
+            return True
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return False
+
+
 def run_way(
     loader: Any,
     artifact: Path,
@@ -107,6 +121,11 @@ def run_way(
         else:
             model = loader.load(artifact, threads) if text else loader.load_ids(artifact, threads)
     except Exception as error:  # noqa: BLE001  (each runtime raises its own types)
+        if _missing_module(error):  # the platform is broken, not the artifact
+            raise RuntimeImportError(
+                f"{way}: the runtime does not import here ({_one_line(error)}); reinstall the "
+                "platform (remove its folder, then `bertc platform install arm64`)"
+            ) from error
         raise WorkerError(f"{way}: cannot load {artifact}: {_one_line(error)}") from error
     rows = []
     for index, example in enumerate(examples, start=1):
@@ -166,7 +185,7 @@ def main(argv: list[str]) -> int:
         return BAD_REQUEST_EXIT
     try:
         results = run_request(request, keep_going=True)
-    except WorkerError as error:
+    except (WorkerError, RuntimeImportError) as error:
         print(str(error), file=sys.stderr)
         return RUNTIME_FAILED_EXIT
     partial = request["out"] + ".partial.npz"

@@ -249,13 +249,6 @@ def broken_runtime_emulator(folder: Path) -> Path:
     return write_script(folder / "qemu-broken-runtime", version + body + "\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a platform install whose runtime cannot import (deleted from site/) is not detected: "
-    "is_installed() reads only the stamps, the emulated row fails with 'No module named ...' "
-    "and verify exits 12 (gate failed) instead of 19 (platform broken); `platform install` "
-    "says 'already installed' and repairs nothing (needs an import probe or a file-hash stamp)",
-)
 def test_a_platform_whose_runtime_cannot_import_is_a_platform_failure(
     bertc_cli, tmp_path: Path, artifact_copy, ids_artifact: Path, glue_data_dir: Path
 ) -> None:
@@ -266,6 +259,8 @@ def test_a_platform_whose_runtime_cannot_import_is_a_platform_failure(
     result = bertc_cli(*arguments, "--platform", "arm64:a76", "--limit", "2", env=env)
     assert "No module named" in result.stderr  # the shadow runtime did stand in
     assert result.returncode == PLATFORM_EXIT, result.stderr
+    assert "reinstall the platform" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ---- kind: golden outputs of another model whose logits spread less than the tolerance (a
